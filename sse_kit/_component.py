@@ -1,0 +1,86 @@
+"""Component: the hub as a lifecycle unit of an application (gokit ``sse.Component``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ._hub import Hub
+
+__all__ = ["Broadcaster", "Component", "Description", "Health"]
+
+
+@runtime_checkable
+class Broadcaster(Protocol):
+    """Anything that can publish an event to the clients matching a pattern.
+
+    :class:`Hub` satisfies it; so does a backplane publishing from a process
+    with no hub. Type your publishing code against this, not against ``Hub``.
+    """
+
+    def broadcast_to_pattern(self, pattern: str, data: Any, *, event: str | None = None) -> None:
+        """Send *data* to every client whose ID matches the glob *pattern*."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """What a component is, for an application's startup banner or admin page."""
+
+    name: str
+    type: str
+    details: str
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A component's health: ``status`` is ``"healthy"`` or ``"unhealthy"``."""
+
+    name: str
+    status: Literal["healthy", "unhealthy"]
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        """Whether :attr:`status` is ``"healthy"``."""
+        return self.status == "healthy"
+
+
+class Component:
+    """Starts and stops a :class:`Hub` with the application, and reports on it.
+
+    :param hub: the hub to manage; a new ``Hub()`` when omitted.
+    :param path: where the stream is mounted, for :meth:`describe`.
+    """
+
+    def __init__(self, hub: Hub | None = None, *, path: str = "/events") -> None:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"path must be a str starting with '/', got {path!r}")
+        self._hub = hub if hub is not None else Hub()
+        self._path = path
+
+    @property
+    def hub(self) -> Hub:
+        """The managed hub."""
+        return self._hub
+
+    def start(self) -> None:
+        """Start the hub thread (idempotent)."""
+        self._hub.start()
+
+    def stop(self) -> None:
+        """Stop the hub, ending every stream (idempotent)."""
+        self._hub.stop()
+
+    def describe(self) -> Description:
+        """Name ``"SSE Hub"``, type ``"sse"``, details ``"Path: <path>"``."""
+        return Description(name="SSE Hub", type="sse", details=f"Path: {self._path}")
+
+    def health(self) -> Health:
+        """Healthy while the hub thread runs; details carry the hub's counters."""
+        stats = self._hub.stats()
+        if self._hub.running:
+            return Health("SSE Hub", "healthy", f"{stats['clients']} client(s) connected", stats)
+        return Health("SSE Hub", "unhealthy", "the hub thread is not running", stats)

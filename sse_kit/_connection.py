@@ -1,0 +1,145 @@
+"""One open stream: what it writes, in what order, and how it ends.
+
+A :class:`Stream` is the WSGI response iterable of one connection. It owns the
+ordering and framing of everything written on that connection:
+
+1. the first chunk, written at once: the ``connected`` event (carrying the
+   ``retry:`` hint and the ID the stream continues from), then a ``reset`` event
+   or the events replayed from history;
+2. then live events, every frame queued since the last write joined into one
+   chunk, or a keep-alive comment after ``keepalive_interval`` of silence;
+3. at the end, whatever was queued, plus a short ``retry:`` hint when the hub is
+   shutting down.
+
+``close()`` (which every WSGI server calls, even for a response it never
+iterated) unregisters the client; so does garbage collection as a last resort.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Final
+
+from ._client import SHUTDOWN, SLOW, Client
+from ._event import EVENT_TYPE_CONNECTED, EVENT_TYPE_RESET, ConnectedEvent
+from ._wire import encode_comment, encode_fields, encode_retry
+
+if TYPE_CHECKING:
+    from ._hub import Hub, _Registration
+
+__all__ = ["Stream"]
+
+log = logging.getLogger("sse_kit")
+
+_DONE: Final = b""  # returned by _next_chunk when nothing more will be written
+
+
+def first_chunk(hub: Hub, reg: _Registration) -> bytes:
+    """The bytes a stream writes before any live event."""
+    client = reg.client
+    connected = ConnectedEvent(
+        client_id=client.id,
+        user_id=client.user_id,
+        session_id=client.session_id,
+        metadata=dict(client.metadata),
+    )
+    parts = [
+        encode_fields(
+            connected.to_json(), event=EVENT_TYPE_CONNECTED, id=reg.position, retry=hub.retry
+        )
+    ]
+    if reg.resume.reset is not None:
+        reset = {"reason": reg.resume.reset, "last_event_id": client.last_event_id}
+        parts.append(encode_fields(_json(reset), event=EVENT_TYPE_RESET))
+    parts.extend(reg.resume.frames)
+    return b"".join(parts)
+
+
+def _json(obj: Mapping[str, object]) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+class Stream:
+    """The WSGI iterable that streams one client's events.
+
+    Built by :func:`sse_kit.serve_sse` after the client is registered; iterating
+    it blocks the server thread between events, as WSGI streaming does.
+    """
+
+    def __init__(self, hub: Hub, reg: _Registration) -> None:
+        self._hub = hub
+        self._client = reg.client
+        self._first: bytes | None = first_chunk(hub, reg)
+        self._interval = hub.keepalive_interval
+        self._ended = False
+        self._opened = time.monotonic()
+        self._chunks = 0
+        if reg.resume.reset is not None:
+            hub.counters.add("resets")
+        elif reg.client.last_event_id is not None:
+            hub.counters.add_many(resumed=1, replayed=len(reg.resume.frames))
+        hub.counters.add("connects")
+        log.info("sse_kit: client %r connected (%d open)", reg.client.id,
+                 hub.get_client_count())
+        # If the server drops this response without close(), still unregister.
+        self._finalizer = weakref.finalize(self, _release, hub, reg.client)
+
+    @property
+    def client(self) -> Client:
+        """The client this stream writes to."""
+        return self._client
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = self._next_chunk()
+        if not chunk:
+            raise StopIteration
+        self._chunks += 1
+        return chunk
+
+    def _next_chunk(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        if self._ended:
+            return _DONE
+        client, interval = self._client, self._interval
+        deadline = time.monotonic() + interval
+        while True:
+            frames, end = client._take(max(deadline - time.monotonic(), 0.0))
+            if end is not None:
+                self._ended = True
+                if end == SHUTDOWN:
+                    frames.append(encode_retry(self._hub.shutdown_retry))
+                elif end == SLOW:
+                    log.warning("sse_kit: cut slow client %r; it resumes from history",
+                                client.id)
+                return b"".join(frames)
+            if frames:
+                return frames[0] if len(frames) == 1 else b"".join(frames)
+            if time.monotonic() >= deadline:
+                self._hub.counters.add("keepalives")
+                return encode_comment(f"keepalive {int(time.time())}")
+
+    def close(self) -> None:
+        """Unregister the client; called by the WSGI server when the response ends
+        or the connection is lost. Idempotent."""
+        if self._finalizer.detach() is None:
+            return
+        self._ended = True
+        _release(self._hub, self._client)
+        log.info(
+            "sse_kit: client %r disconnected after %.1fs, %d chunk(s) written",
+            self._client.id, time.monotonic() - self._opened, self._chunks,
+        )
+
+
+def _release(hub: Hub, client: Client) -> None:
+    hub.unregister(client)
+

@@ -1,0 +1,55 @@
+"""The exceptions sse_kit raises.
+
+Every exception derives from :class:`SSEKitError`, so ``except SSEKitError``
+catches anything this library raises on purpose. Where the meaning matches a
+builtin, the builtin is mixed in, so callers that already catch ``ValueError``
+or ``RuntimeError`` keep working::
+
+    SSEKitError
+    ├── InvalidPattern(SSEKitError, ValueError)     a client-ID glob is empty or not a str
+    ├── EventTooLarge(SSEKitError, ValueError)      an encoded event exceeds max_event_size
+    ├── HubNotRunning(SSEKitError, RuntimeError)    the hub thread is not running
+    ├── HubFull(SSEKitError, RuntimeError)          max_clients (or max_clients_per_id) reached
+    └── BackplaneUnavailable(SSEKitError, ConnectionError)
+                                                    the broker behind a backplane cannot be reached
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackplaneUnavailable",
+    "EventTooLarge",
+    "HubFull",
+    "HubNotRunning",
+    "InvalidPattern",
+    "SSEKitError",
+]
+
+
+class SSEKitError(Exception):
+    """Base class of every error sse_kit raises on purpose."""
+
+
+class InvalidPattern(SSEKitError, ValueError):
+    """Raised by :meth:`Hub.broadcast_to_pattern` and :meth:`Hub.disconnect` when the
+    client-ID pattern is empty or not a string."""
+
+
+class EventTooLarge(SSEKitError, ValueError):
+    """Raised by :meth:`Hub.broadcast_to_pattern` when the encoded event is larger
+    than the hub's ``max_event_size``."""
+
+
+class HubNotRunning(SSEKitError, RuntimeError):
+    """Raised when a client is registered or an event is broadcast while the hub
+    thread is not running (never started, stopped, or lost to a ``fork()``)."""
+
+
+class HubFull(SSEKitError, RuntimeError):
+    """Raised by :meth:`Hub.register` when the hub already serves ``max_clients``
+    clients; :func:`serve_sse` turns it into ``503 Service Unavailable``."""
+
+
+class BackplaneUnavailable(SSEKitError, ConnectionError):
+    """Raised by a broadcast when the backplane's broker (Redis) cannot be reached
+    in time; the event was not published."""

@@ -1,0 +1,453 @@
+"""The Hub: routes broadcasts to clients by glob pattern.
+
+# design:
+# One thread owns the routing state. The hub thread (started by ``Hub.start()``,
+# or whichever thread calls ``Hub.run()``) is the only reader and writer of the
+# ClientIndex and the History. Every other thread (request threads opening
+# streams, publishers, a backplane reader) hands it work through one inbox, a
+# ``queue.SimpleQueue`` of 3-tuples ``(op, a, b)``; the hub thread executes them
+# in arrival order, which is what orders events per publisher and makes a resume
+# gap-free: a registration reads the history and joins the index in one step, so
+# every broadcast is either in the replay or in the live queue, never both.
+#
+# The hub thread never blocks on a client: delivering is an append to the
+# client's bounded outbox under that client's own lock; a full outbox drops the
+# frame or ends that stream (the slow_client policy). A request thread waits for
+# the hub thread only to learn whether its registration was accepted.
+#
+# Shutdown: stop() puts _STOP in the inbox (lock-free, so a signal handler may call
+# it). The hub thread ends every stream (each writes what is queued plus a short
+# retry: hint, then returns), answers registrations still in the inbox with
+# HubNotRunning, and run() returns. A fork() leaves the child with no hub thread;
+# start() notices the new PID and starts afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+from ._client import (
+    CUT,
+    DISCONNECT,
+    DROP,
+    DROPPED,
+    KICKED,
+    OFFERED,
+    SHUTDOWN,
+    Client,
+    SlowClientPolicy,
+)
+from ._exceptions import HubFull, HubNotRunning
+from ._history import History, Resume
+from ._patterns import ClientIndex, compile_pattern, validate_pattern
+from ._stats import Counters
+from ._wire import data_to_text, encode_fields
+
+__all__ = ["Hub"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Inbox operations.
+_PUBLISH: Final = 0  # (op, pattern str, encoded body without id)
+_REGISTER: Final = 1  # (op, _Registration, None)
+_UNREGISTER: Final = 2  # (op, Client, None)
+_CALL: Final = 3  # (op, _Call, None): run a function on the hub thread, return its result
+_STOP: Final = 4  # (op, None, None): leave the loop
+
+# How long a caller waits for the hub thread to answer before checking it is alive.
+_POLL: Final = 0.5
+
+
+class _Registration:
+    """A request thread's registration, answered by the hub thread."""
+
+    __slots__ = ("client", "done", "error", "position", "resume")
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.done = threading.Event()
+        self.error: Exception | None = None
+        self.resume = Resume()
+        self.position = ""  # the event ID this stream continues from
+
+
+class _Call:
+    __slots__ = ("done", "fn", "result")
+
+    def __init__(self, fn: Callable[[], Any], default: Any) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = default
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+
+
+class Hub:
+    """Routes events to connected clients by glob patterns over client IDs.
+
+    :param client_buffer: events each client may have waiting to be written.
+    :param keepalive_interval: seconds of silence after which a stream writes a
+        keep-alive comment (which is also how a vanished client is noticed).
+    :param max_clients: streams this hub serves at once; more get ``503``.
+    :param history_size: recent broadcasts kept for ``Last-Event-ID`` resume
+        (``0`` turns resume off: every reconnect across a gap gets ``reset``).
+    :param history_ttl: seconds a broadcast stays resumable.
+    :param slow_client: ``"disconnect"`` (default with history) ends a stream whose
+        outbox overflows, after writing what is queued; the browser reconnects and
+        resumes from history, so nothing is lost. ``"drop"`` (default without
+        history) drops the events that do not fit, for that client only.
+    :param retry: the ``retry:`` hint, in milliseconds, on every stream's first frame.
+    :param shutdown_retry: the ``retry:`` hint written when the hub stops, so
+        browsers reconnect to another worker quickly.
+    :raises ValueError: if any argument is out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_buffer: int = 256,
+        keepalive_interval: float = 30.0,
+        max_clients: int | None = None,
+        history_size: int = 1000,
+        history_ttl: float = 300.0,
+        slow_client: SlowClientPolicy | None = None,
+        retry: int = 3000,
+        shutdown_retry: int = 250,
+    ) -> None:
+        _check_int("client_buffer", client_buffer, 1)
+        _check_seconds("keepalive_interval", keepalive_interval)
+        if max_clients is not None:
+            _check_int("max_clients", max_clients, 1)
+        _check_int("history_size", history_size, 0)
+        _check_seconds("history_ttl", history_ttl)
+        if slow_client is None:
+            slow_client = DISCONNECT if history_size else DROP
+        if slow_client not in (DISCONNECT, DROP):
+            raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
+        _check_int("retry", retry, 0)
+        _check_int("shutdown_retry", shutdown_retry, 0)
+        self.client_buffer = client_buffer
+        self.keepalive_interval = float(keepalive_interval)
+        self.max_clients = max_clients
+        self.history_size = history_size
+        self.history_ttl = float(history_ttl)
+        self.slow_client: SlowClientPolicy = slow_client
+        self.retry = retry
+        self.shutdown_retry = shutdown_retry
+        self.counters = Counters()
+        # _state_lock guards starting and the end of run(): _thread, _pid,
+        # _running. Never held while waiting for the hub thread. stop() does not
+        # take it, so that a signal handler may call stop().
+        self._state_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._running = False
+        self._stopped = threading.Event()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh routing state (at construction, after stop, after fork)."""
+        self._inbox: queue.SimpleQueue[tuple[int, Any, Any]] = queue.SimpleQueue()
+        self._index = ClientIndex()
+        self._history = History(size=self.history_size, ttl=self.history_ttl)
+        self._client_count = 0  # written by the hub thread only
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> Hub:
+        """Run the hub in a daemon thread named ``sse_kit-hub``; idempotent.
+
+        After a ``fork()`` (gunicorn workers) the child starts its own thread.
+
+        :returns: this hub, so ``hub = Hub().start()`` works.
+        """
+        with self._state_lock:
+            if self._running and self._pid == os.getpid():
+                return self
+            thread = threading.Thread(target=self._loop, name="sse_kit-hub", daemon=True)
+            self._begin(thread)
+            thread.start()
+        return self
+
+    def run(self) -> None:
+        """Route events in the calling thread until :meth:`stop` is called.
+
+        :raises RuntimeError: if the hub is already running.
+        """
+        with self._state_lock:
+            if self._running and self._pid == os.getpid():
+                raise RuntimeError("this hub is already running")
+            self._begin(threading.current_thread())
+        self._loop()
+
+    def _begin(self, thread: threading.Thread) -> None:
+        """Mark the hub running in *thread*; called with _state_lock held."""
+        if self._pid != os.getpid():
+            self._reset()  # forked: the parent's clients and thread are not ours
+        self._thread = thread
+        self._pid = os.getpid()
+        self._running = True
+        self._stopped.clear()
+
+    def _loop(self) -> None:
+        inbox = self._inbox
+        try:
+            while True:
+                op, a, b = inbox.get()
+                if op == _STOP:
+                    break
+                try:
+                    self._execute(op, a, b)
+                except Exception:  # a bug must not take every stream down with it
+                    log.exception("sse_kit hub: command %d failed", op)
+        finally:
+            self._shutdown(inbox)
+
+    def _execute(self, op: int, a: Any, b: Any) -> None:
+        if op == _PUBLISH:
+            self._publish(a, b)
+        elif op == _REGISTER:
+            self._register_now(a)
+        elif op == _UNREGISTER:
+            self._unregister_now(a)
+        elif op == _CALL:
+            a.result = a.fn()
+            a.done.set()
+
+    def _shutdown(self, inbox: queue.SimpleQueue[tuple[int, Any, Any]]) -> None:
+        with self._state_lock:
+            self._running = False
+        for client in list(self._index.clients()):
+            client._finish(SHUTDOWN)
+        n = len(self._index)
+        self._index = ClientIndex()
+        self._client_count = 0
+        if n:
+            self.counters.add("disconnected", n)
+        while True:  # answer whoever is still waiting
+            try:
+                op, a, _ = inbox.get_nowait()
+            except queue.Empty:
+                break
+            if op == _REGISTER:
+                a.error = HubNotRunning("the hub stopped")
+                a.done.set()
+            elif op == _CALL:
+                a.done.set()
+        self._reset()
+        self._stopped.set()
+        if n:
+            log.info("sse_kit hub stopped; ended %d stream(s)", n)
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """End every stream and stop the hub thread; idempotent.
+
+        Safe to call from a signal handler with ``timeout=0``.
+
+        :param timeout: seconds to wait for the hub thread to finish; ``0`` does
+            not wait, ``None`` waits without limit.
+        """
+        if not self._running or self._pid != os.getpid():
+            return
+        self._inbox.put((_STOP, None, None))
+        if timeout != 0 and threading.current_thread() is not self._thread:
+            self._stopped.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the hub thread is running in this process."""
+        return self._is_running()
+
+    def _is_running(self) -> bool:
+        return self._running and self._pid == os.getpid()
+
+    def __enter__(self) -> Hub:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- publishing -------------------------------------------------------------
+
+    def broadcast_to_pattern(self, pattern: str, data: Any, *, event: str | None = None) -> None:
+        """Send *data* to every client whose ID matches the glob *pattern*.
+
+        The event is encoded once, here, and the same bytes are queued to every
+        recipient. Safe from any thread; events one thread publishes reach each
+        client in order.
+
+        :param pattern: an ``fnmatch`` glob over client IDs (``job:17:*``), case-sensitive.
+        :param data: ``str``/``bytes`` as they are, ``dict``/``list`` as compact JSON.
+        :param event: the event type (``addEventListener`` name); ``None`` is ``message``.
+        :raises InvalidPattern: if *pattern* is empty or not a ``str``.
+        :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
+        :raises TypeError: if *data* is of another type.
+        :raises HubNotRunning: if the hub thread is not running.
+        """
+        validate_pattern(pattern)
+        body = encode_fields(data_to_text(data), event=event)
+        if not self.running:
+            raise HubNotRunning("broadcast_to_pattern() on a hub that is not running; call start()")
+        self._inbox.put((_PUBLISH, pattern, body))
+
+    def _publish(self, pattern_text: str, body: bytes) -> None:
+        pattern = compile_pattern(pattern_text)
+        seq, event_id = self._history.next_id()
+        frame = b"id: " + event_id.encode("ascii") + b"\n" + body
+        self._history.append(seq, pattern, frame)
+        delivered = dropped = cut = 0
+        for client in self._index.match(pattern):
+            result = client._offer(frame)
+            if result == OFFERED:
+                delivered += 1
+            elif result == DROPPED:
+                dropped += 1
+            elif result == CUT:
+                cut += 1
+                log.warning("sse_kit: client %r is too slow; ending its stream to resume later",
+                            client.id)
+        self.counters.add_many(
+            published=1, delivered=delivered, dropped=dropped, slow_disconnects=cut
+        )
+
+    # -- clients ----------------------------------------------------------------
+
+    def register(self, client: Client) -> None:
+        """Add *client* to the routing table (:func:`serve_sse` does this for you).
+
+        :raises HubFull: if ``max_clients`` streams are already open.
+        :raises HubNotRunning: if the hub thread is not running.
+        """
+        self._register(client)
+
+    def _register(self, client: Client) -> _Registration:
+        reg = _Registration(client)
+        if not self.running:
+            raise HubNotRunning("register() on a hub that is not running; call start()")
+        self._inbox.put((_REGISTER, reg, None))
+        while not reg.done.wait(_POLL):
+            if not self._is_running():
+                raise HubNotRunning("the hub stopped before the client was registered")
+        if reg.error is not None:
+            raise reg.error
+        return reg
+
+    def _register_now(self, reg: _Registration) -> None:
+        client, history = reg.client, self._history
+        if self.max_clients is not None and len(self._index) >= self.max_clients:
+            reg.error = HubFull(f"this hub already serves max_clients={self.max_clients} streams")
+            self.counters.add("refused")
+            reg.done.set()
+            return
+        client._policy = self.slow_client
+        reg.position = history.last_id
+        if client.last_event_id is not None:
+            reg.resume = history.since(client.last_event_id, client.id)
+            if reg.resume.reset is None:
+                reg.position = client.last_event_id
+        self._index.add(client)
+        self._client_count = len(self._index)
+        reg.done.set()
+
+    def unregister(self, client: Client) -> None:
+        """Remove *client* and end its stream; idempotent, never blocks."""
+        client._finish("closed")
+        if self.running:
+            self._inbox.put((_UNREGISTER, client, None))
+
+    def _unregister_now(self, client: Client) -> None:
+        if self._index.remove(client):
+            self._client_count = len(self._index)
+            self.counters.add("disconnected")
+
+    def disconnect(self, pattern: str) -> int:
+        """End the streams of every client whose ID matches *pattern* now.
+
+        Use it when a user logs out or loses a permission; browsers reconnect
+        and go through your authorization again.
+
+        :returns: how many streams were ended.
+        :raises InvalidPattern: if *pattern* is empty or not a ``str``.
+        """
+        compiled = compile_pattern(pattern)
+
+        def kick() -> int:
+            return sum(c._finish(KICKED) for c in list(self._index.match(compiled)))
+
+        return self._call(kick, 0)
+
+    def _call(self, fn: Callable[[], T], default: T) -> T:
+        """Run *fn* on the hub thread and return its result (*default* if stopped)."""
+        if not self.running:
+            return default
+        if threading.current_thread() is self._thread:
+            return fn()
+        call = _Call(fn, default)
+        self._inbox.put((_CALL, call, None))
+        while not call.done.wait(_POLL):
+            if not self._is_running():
+                return default
+        return call.result  # type: ignore[no-any-return]
+
+    def flush(self) -> None:
+        """Return once every command put in the inbox before this call has been
+        routed (events queued to clients, registrations done). For tests and
+        orderly shutdowns; publishing never needs it."""
+        self._call(lambda: None, None)
+
+    # -- queries ----------------------------------------------------------------
+
+    def get_client_count(self) -> int:
+        """How many streams are open (connections, not distinct IDs)."""
+        return self._client_count if self.running else 0
+
+    def get_client_ids(self) -> list[str]:
+        """Every connected client ID once, sorted."""
+        return self._call(self._index.ids, [])
+
+    def get_client(self, client_id: str) -> Client | None:
+        """A connection with exactly *client_id* (the newest), or ``None``."""
+
+        def newest() -> Client | None:
+            same = self._index.with_id(client_id)
+            return same[-1] if same else None
+
+        return self._call(newest, None)
+
+    def clients(self, pattern: str = "*") -> list[Client]:
+        """The connections whose ID matches *pattern*."""
+        compiled = compile_pattern(pattern)
+        return self._call(lambda: list(self._index.match(compiled)), [])
+
+    def stats(self) -> dict[str, int]:
+        """Counters since the hub was created, plus ``clients`` (open streams now)."""
+        snapshot = self.counters.snapshot()
+        snapshot["clients"] = self.get_client_count()
+        return snapshot
+
+    def __iter__(self) -> Iterator[Client]:
+        return iter(self.clients())
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Hub {state} clients={self.get_client_count()}>"

@@ -1,0 +1,170 @@
+"""Client-ID glob patterns and the index that routes a broadcast to its clients.
+
+Patterns are :func:`fnmatch.fnmatchcase` globs over client IDs (case-sensitive on
+every platform). Three shapes are routed without looking at every client:
+
+* an exact ID (no ``*``, ``?`` or ``[``): one dict lookup;
+* a prefix glob (``job:17:*``: one trailing ``*``, no other glob character): a
+  binary search into the sorted list of IDs, then a walk over the matches;
+* ``*`` alone: every client.
+
+Any other glob is translated to a regular expression once (LRU-cached) and
+matched against every connected ID.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import TYPE_CHECKING, Final
+
+from ._exceptions import InvalidPattern
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["ClientIndex", "Pattern", "compile_pattern", "validate_pattern"]
+
+_GLOB_CHARS: Final = frozenset("*?[")
+
+# Pattern kinds; ints so the hot path compares small ints.
+EXACT: Final = 0
+PREFIX: Final = 1
+ALL: Final = 2
+GLOB: Final = 3
+
+
+def validate_pattern(pattern: object) -> str:
+    """Return *pattern* if it is a usable client-ID glob.
+
+    :raises InvalidPattern: if *pattern* is not a ``str`` or is empty.
+    """
+    if not isinstance(pattern, str):
+        raise InvalidPattern(f"pattern must be a str, not {type(pattern).__name__}")
+    if not pattern:
+        raise InvalidPattern("pattern must not be empty; use '*' to address every client")
+    return pattern
+
+
+class Pattern:
+    """A compiled client-ID glob; build it with :func:`compile_pattern`."""
+
+    __slots__ = ("kind", "prefix", "regex", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.regex: re.Pattern[str] | None = None
+        self.prefix = ""
+        head, last = text[:-1], text[-1:]
+        if not _GLOB_CHARS.intersection(text):
+            self.kind = EXACT
+        elif text == "*":
+            self.kind = ALL
+        elif last == "*" and not _GLOB_CHARS.intersection(head):
+            self.kind = PREFIX
+            self.prefix = head
+        else:
+            self.kind = GLOB
+            self.regex = re.compile(fnmatch.translate(text))
+
+    def matches(self, client_id: str) -> bool:
+        """Whether *client_id* matches, exactly as ``fnmatchcase`` would say."""
+        if self.kind == EXACT:
+            return client_id == self.text
+        if self.kind == PREFIX:
+            return client_id.startswith(self.prefix)
+        if self.kind == ALL:
+            return True
+        assert self.regex is not None
+        return self.regex.match(client_id) is not None
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.text!r})"
+
+
+@lru_cache(maxsize=4096)
+def compile_pattern(pattern: str) -> Pattern:
+    """Validate and compile *pattern*; cached, so a hot pattern compiles once.
+
+    :raises InvalidPattern: as :func:`validate_pattern`.
+    """
+    return Pattern(validate_pattern(pattern))
+
+
+class ClientIndex:
+    """Connected clients by ID, for routing.
+
+    Not thread-safe: it belongs to the hub thread, which is the only reader and
+    writer (see the ``design`` note in :mod:`sse_kit._hub`).
+    """
+
+    __slots__ = ("_by_id", "_count", "_sorted")
+
+    def __init__(self) -> None:
+        # Several connections may share one ID (two browser tabs): a list each.
+        self._by_id: dict[str, list[Client]] = {}
+        self._sorted: list[str] = []
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, client: Client) -> int:
+        """Add *client*; return how many connections now share its ID."""
+        same = self._by_id.get(client.id)
+        if same is None:
+            same = self._by_id[client.id] = []
+            bisect.insort(self._sorted, client.id)
+        same.append(client)
+        self._count += 1
+        return len(same)
+
+    def remove(self, client: Client) -> bool:
+        """Remove *client* (this connection only); False if it was not here."""
+        same = self._by_id.get(client.id)
+        if same is None or client not in same:
+            return False
+        same.remove(client)
+        self._count -= 1
+        if not same:
+            del self._by_id[client.id]
+            del self._sorted[bisect.bisect_left(self._sorted, client.id)]
+        return True
+
+    def with_id(self, client_id: str) -> list[Client]:
+        """The connections registered under exactly *client_id* (oldest first)."""
+        return self._by_id.get(client_id, [])
+
+    def ids(self) -> list[str]:
+        """Every connected client ID once, sorted."""
+        return list(self._sorted)
+
+    def clients(self) -> Iterator[Client]:
+        """Every connection."""
+        for same in self._by_id.values():
+            yield from same
+
+    def match(self, pattern: Pattern) -> Iterator[Client]:
+        """The connections whose ID matches *pattern*; cost grows with the matches
+        for exact and prefix patterns, with every ID for other globs."""
+        kind = pattern.kind
+        if kind == EXACT:
+            yield from self._by_id.get(pattern.text, ())
+        elif kind == PREFIX:
+            ids, prefix, by_id = self._sorted, pattern.prefix, self._by_id
+            i = bisect.bisect_left(ids, prefix)
+            n = len(ids)
+            while i < n and ids[i].startswith(prefix):
+                yield from by_id[ids[i]]
+                i += 1
+        elif kind == ALL:
+            yield from self.clients()
+        else:
+            regex = pattern.regex
+            assert regex is not None
+            for client_id, same in self._by_id.items():
+                if regex.match(client_id) is not None:
+                    yield from same

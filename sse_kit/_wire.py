@@ -1,0 +1,341 @@
+"""The ``text/event-stream`` wire format: a pure encoder and a spec-exact decoder.
+
+Nothing here does I/O. Rules cite the WHATWG HTML Living Standard, section 9.2
+"Server-sent events" (https://html.spec.whatwg.org/multipage/server-sent-events.html),
+called "the spec" below; ``#anchor`` names a subsection of that page.
+
+Every frame the encoder writes is ``id``, ``event``, ``retry`` (each only if given),
+one ``data`` line per line of data, then a blank line. Because ``id`` comes first,
+``encode_id_line(i) + encode_fields(d, event=e)`` is exactly
+``encode_fields(d, event=e, id=i)``: the hub encodes a body once, off its own thread,
+and prepends the ID later.
+
+Round trip: decoding a frame gives back the event type, the ID and the data, except
+that every ``\\r\\n`` and lone ``\\r`` in the data comes back as ``\\n`` (the spec has
+no way to send which line break a line ended with).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+__all__ = [
+    "DecodedEvent",
+    "EventData",
+    "SSEDecoder",
+    "data_to_text",
+    "decode",
+    "encode_comment",
+    "encode_fields",
+    "encode_id_line",
+    "encode_retry",
+    "validate_data",
+    "validate_event",
+    "validate_id",
+    "validate_retry",
+]
+
+EventData: TypeAlias = str | bytes | bytearray | memoryview | Mapping[str, Any] | Sequence[Any]
+"""What an event's data may be: text, UTF-8 bytes, or a mapping/sequence sent as JSON."""
+
+# #parsing-an-event-stream: a line ends with CRLF, a lone LF or a lone CR.
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
+# CR/LF would end the field early; the spec ignores an ``id`` holding NUL
+# (#processField) and we refuse NUL in ``event`` too, so one rule covers both
+# names; a lone surrogate cannot be encoded as UTF-8 at all.
+_BAD_NAME_CHAR: Final = re.compile("[\r\n\x00\ud800-\udfff]")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+
+
+def validate_event(event: object) -> str | None:
+    """Return *event* if it can be sent as an event type (``None`` means "message").
+
+    :raises TypeError: if *event* is neither ``str`` nor ``None``.
+    :raises ValueError: if *event* holds CR, LF, NUL or a lone surrogate.
+    """
+    return None if event is None else _check_name("event", event)
+
+
+def validate_id(id: object) -> str | None:
+    """Return *id* if it can be sent as an event ID (``""`` resets the client's).
+
+    :raises TypeError: if *id* is neither ``str`` nor ``None``.
+    :raises ValueError: if *id* holds CR, LF, NUL or a lone surrogate.
+    """
+    return None if id is None else _check_name("id", id)
+
+
+def validate_retry(retry: object) -> int | None:
+    """Return *retry* if it can be sent as a reconnection time in milliseconds.
+
+    :raises TypeError: if *retry* is not an ``int`` (``bool`` is refused) or ``None``.
+    :raises ValueError: if *retry* is negative.
+    """
+    return None if retry is None else _check_retry(retry)
+
+
+def validate_data(data: object) -> None:
+    """Check that *data* has a type :func:`data_to_text` accepts.
+
+    Cheap: bytes are not decoded and mappings are not serialised here.
+
+    :raises TypeError: if *data* is not str, bytes-like, a mapping or a sequence.
+    """
+    if not isinstance(data, (str, *_BYTES_LIKE, Mapping, Sequence)):
+        raise TypeError(
+            "event data must be str, bytes, dict or list (or another Mapping or "
+            f"Sequence), not {type(data).__name__}"
+        )
+
+
+def data_to_text(data: object) -> str:
+    """Turn event data into the text sent in its ``data:`` lines.
+
+    ``str`` is sent as is, bytes-like data must be UTF-8 (the spec allows no other
+    encoding), and a mapping or sequence is sent as compact JSON (no NaN or
+    infinity, which ``JSON.parse`` rejects).
+
+    :raises ValueError: if bytes are not UTF-8, or JSON finds a circular reference
+        or a non-finite float.
+    :raises TypeError: if *data* (or a value inside it) has an unsupported type.
+    """
+    if isinstance(data, str):
+        return data
+    validate_data(data)
+    if isinstance(data, _BYTES_LIKE):
+        raw = bytes(data)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"event data must be UTF-8; byte 0x{raw[exc.start]:02x} at offset "
+                f"{exc.start} is not"
+            ) from None
+    kind = type(data).__name__
+    try:
+        return json.dumps(
+            data, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_to_json
+        )
+    except TypeError as exc:
+        raise TypeError(f"event data ({kind}) is not JSON-serialisable: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"event data ({kind}) is not JSON-serialisable: {exc}") from exc
+
+
+def encode_fields(
+    data: str, *, event: str | None = None, id: str | None = None, retry: int | None = None
+) -> bytes:
+    """Encode one complete frame: ``id``, ``event``, ``retry``, ``data`` lines, blank line.
+
+    An empty *event* is left out: the spec dispatches an empty event type as
+    "message" (#dispatchMessage, step 6). Each line of *data* (split on CRLF, CR
+    and LF) gets its own ``data:`` line, so ``""`` is one empty ``data:`` line,
+    which still dispatches an event with empty data. Every value follows
+    ``": "``; the decoder strips exactly that one space (#event-stream-interpretation),
+    so values that begin with a space survive.
+
+    :param data: the event's text; see :func:`data_to_text` for other types.
+    :raises TypeError: if *data* is not ``str``, or a field has the wrong type.
+    :raises ValueError: if a field is invalid (see the ``validate_*`` functions)
+        or *data* holds a lone surrogate.
+    """
+    head = encode_id_line(id) if id is not None else b""
+    if event := validate_event(event):
+        head += f"event: {event}\n".encode()
+    if retry is not None:
+        head += f"retry: {_check_retry(retry)}\n".encode()
+    return head + _encode_lines("data: ", "data", data)
+
+
+def encode_id_line(id: str) -> bytes:
+    """Encode ``id: <id>\\n``, to put in front of a body from :func:`encode_fields`.
+
+    :raises TypeError: if *id* is not ``str``.
+    :raises ValueError: if *id* holds CR, LF, NUL or a lone surrogate.
+    """
+    return f"id: {_check_name('id', id)}\n".encode()
+
+
+def encode_comment(text: str) -> bytes:
+    """Encode a comment frame (``: <text>``, one line per line of *text*), e.g. a keep-alive.
+
+    The spec ignores lines that start with a colon (#event-stream-interpretation);
+    proxies still see traffic, which is what keeps idle connections open.
+
+    :raises TypeError: if *text* is not ``str``.
+    :raises ValueError: if *text* holds a lone surrogate.
+    """
+    return _encode_lines(": ", "comment", text)
+
+
+def encode_retry(ms: int) -> bytes:
+    """Encode a frame that only sets the client's reconnection time to *ms* milliseconds.
+
+    It dispatches no event: its data buffer stays empty (#dispatchMessage, step 2).
+
+    :raises TypeError: if *ms* is not an ``int`` (``bool`` is refused).
+    :raises ValueError: if *ms* is negative.
+    """
+    return f"retry: {_check_retry(ms)}\n\n".encode()
+
+
+def _check_name(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a str or None, not {type(value).__name__}")
+    bad = _BAD_NAME_CHAR.search(value)
+    if bad is not None:
+        raise ValueError(
+            f"{field} must not contain CR, LF, NUL or a lone surrogate; {value!r} has "
+            f"U+{ord(bad.group()):04X} at offset {bad.start()}"
+        )
+    return value
+
+
+def _check_retry(retry: object) -> int:
+    # #processField: only ASCII digits are a reconnection time, so no sign.
+    if isinstance(retry, bool) or not isinstance(retry, int):
+        raise TypeError(f"retry must be an int (milliseconds) or None, not {type(retry).__name__}")
+    if retry < 0:
+        raise ValueError(f"retry must be >= 0 milliseconds, got {int(retry)}")
+    return int(retry)
+
+
+def _encode_lines(prefix: str, field: str, text: object) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError(f"{field} must be a str, not {type(text).__name__}")
+    # A lone CR is a line break too (#parsing-an-event-stream), so split on all three.
+    lines = _LINE_BREAK.split(text) if "\r" in text else text.split("\n")
+    out = prefix + ("\n" + prefix).join(lines) + "\n\n"
+    try:
+        return out.encode()
+    except UnicodeEncodeError:
+        bad = _SURROGATE.search(text)
+        assert bad is not None  # the only str that UTF-8 cannot encode
+        raise ValueError(
+            f"{field} must be encodable as UTF-8; U+{ord(bad.group()):04X} at offset "
+            f"{bad.start()} is a lone surrogate"
+        ) from None
+
+
+def _to_json(value: object) -> object:
+    # json.dumps only knows dict, list and tuple; honour the wider EventData alias.
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, _BYTES_LIKE):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEvent:
+    """One event as an ``EventSource`` would dispatch it.
+
+    :ivar event: the event type; "message" when the frame named none.
+    :ivar data: the ``data`` lines joined with ``\\n``.
+    :ivar id: the last event ID string at dispatch; it persists across events.
+    :ivar retry: the reconnection time set by a ``retry`` field since the previous
+        blank line, else ``None``; :attr:`SSEDecoder.retry` keeps the current one.
+    """
+
+    event: str
+    data: str
+    id: str
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """An incremental ``text/event-stream`` parser that follows the spec step by step.
+
+    Feed it bytes cut anywhere (inside a CRLF pair or a UTF-8 sequence); it returns
+    the events each chunk completes. An event still open when the stream ends is
+    never dispatched (#event-stream-interpretation), so there is no ``flush()``.
+    """
+
+    def __init__(self) -> None:
+        # #event-stream-interpretation: "UTF-8 decode" replaces invalid bytes with U+FFFD.
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._started = False  # a character has been decoded; a later BOM is data
+        self._skip_lf = False  # the last chunk ended in CR; a leading LF completes a CRLF
+        self._partial = ""  # the current line, not yet ended
+        self._data: list[str] = []  # the data buffer, one item per ``data`` line
+        self._event_type = ""  # the event type buffer
+        self._id_buffer = ""  # the last event ID buffer
+        self._last_event_id = ""  # the last event ID string
+        self._frame_retry: int | None = None
+        self._retry: int | None = None
+
+    @property
+    def last_event_id(self) -> str:
+        """The ID a browser would send as ``Last-Event-ID`` when it reconnects."""
+        return self._last_event_id
+
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time (ms) the stream last set, or ``None`` if it never did."""
+        return self._retry
+
+    def feed(self, chunk: bytes) -> list[DecodedEvent]:
+        """Parse *chunk* and return the events it completes, in order."""
+        text = self._utf8.decode(chunk)
+        if not text:
+            return []
+        if not self._started:
+            self._started = True
+            # "UTF-8 decode" strips one leading BOM (#event-stream-interpretation).
+            text = text.removeprefix("\ufeff")
+        if self._skip_lf:
+            self._skip_lf = False
+            text = text.removeprefix("\n")
+        buffer = self._partial + text
+        events: list[DecodedEvent] = []
+        start = 0
+        for line_break in _LINE_BREAK.finditer(buffer):
+            event = self._line(buffer[start : line_break.start()])
+            if event is not None:
+                events.append(event)
+            start = line_break.end()
+        self._partial = buffer[start:]
+        # A CR at the end ends its line now, so CR-only streams are not held back.
+        self._skip_lf = buffer.endswith("\r")
+        return events
+
+    def _line(self, line: str) -> DecodedEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None  # a comment
+        # No colon: the whole line is the field name and the value is empty.
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")  # exactly one space, never more
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event_type = value
+        elif name == "id":
+            if "\x00" not in value:
+                self._id_buffer = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self._retry = self._frame_retry = int(value)
+        return None  # unknown fields are ignored; names are case-sensitive
+
+    def _dispatch(self) -> DecodedEvent | None:
+        # #dispatchMessage step 1: the ID string is set even if nothing is dispatched.
+        self._last_event_id = self._id_buffer
+        retry, self._frame_retry = self._frame_retry, None
+        event_type, self._event_type = self._event_type, ""
+        if not self._data:
+            return None  # step 2: an empty data buffer dispatches nothing
+        # Steps 3-7: drop the final LF (implicit in the join), default the type.
+        data, self._data = "\n".join(self._data), []
+        return DecodedEvent(event_type or "message", data, self._last_event_id, retry)
+
+
+def decode(stream: bytes) -> list[DecodedEvent]:
+    """Decode a whole stream; an unterminated last event is discarded, as the spec says."""
+    return SSEDecoder().feed(stream)

@@ -1,0 +1,111 @@
+"""gunicorn server hooks that give each worker its own running hub.
+
+A hub thread started before ``fork()`` does not survive it, and a streaming
+response holds its worker thread until the stream ends, so under gunicorn:
+
+* each worker starts its hub after it has loaded the app (``post_worker_init``;
+  ``post_fork`` too when the app is preloaded);
+* on ``SIGTERM``/``SIGINT``/``SIGQUIT`` the worker stops its hub *first*, which
+  ends every stream at once, so the worker exits promptly instead of waiting out
+  ``graceful_timeout`` for streams that would never end;
+* ``worker_exit`` stops the hub for good.
+
+Use them from a gunicorn config file::
+
+    # gunicorn.conf.py
+    from sse_kit.gunicorn import post_fork, post_worker_init, worker_exit  # noqa: F401
+
+    worker_class = "gthread"
+    threads = 64
+
+The hooks find hubs through the loaded app: a Flask app with an sse_kit
+blueprint (``app.extensions["sse_kit"]``), or any WSGI callable with an
+``sse_kit_hubs`` attribute (a list of hubs) for other frameworks.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from ._hub import Hub
+
+__all__ = ["find_hubs", "post_fork", "post_worker_init", "sizing", "worker_exit"]
+
+log = logging.getLogger(__name__)
+
+# Signals on which gunicorn asks a worker to leave; the hubs stop first.
+_EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def find_hubs(app: object) -> list[Hub]:
+    """The hubs a loaded WSGI app declares (see the module docstring)."""
+    hubs: list[Hub] = list(getattr(app, "sse_kit_hubs", None) or [])
+    extensions = getattr(app, "extensions", None)
+    if isinstance(extensions, dict):
+        ext = extensions.get("sse_kit")
+        hubs.extend(getattr(ext, "hubs", None) or [])
+    return [h for i, h in enumerate(hubs) if isinstance(h, Hub) and h not in hubs[:i]]
+
+
+def _start(worker: Any, hubs: list[Hub]) -> None:
+    for hub in hubs:
+        hub.start()
+    worker.sse_kit_hubs = hubs
+
+
+def _stop_then(hubs: list[Hub], previous: Any) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for hub in hubs:
+            hub.stop(timeout=0)  # only enqueues: safe in a signal handler
+        if callable(previous):
+            previous(signum, frame)
+
+    return handler
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """gunicorn hook: with ``preload_app``, start the preloaded app's hubs."""
+    app = getattr(getattr(worker, "app", None), "callable", None)
+    hubs = find_hubs(app) if app is not None else []
+    if hubs:
+        _start(worker, hubs)
+
+
+def post_worker_init(worker: Any) -> None:
+    """gunicorn hook: start the loaded app's hubs in this worker, and make the
+    worker's exit signals stop them first."""
+    hubs = getattr(worker, "sse_kit_hubs", None) or find_hubs(getattr(worker, "wsgi", None))
+    if not hubs:
+        log.warning("sse_kit.gunicorn: the app declares no hub; nothing to start")
+        return
+    _start(worker, hubs)
+    # gunicorn installed its handlers in init_signals(), after post_fork: wrap them now.
+    for signum in _EXIT_SIGNALS:
+        signal.signal(signum, _stop_then(hubs, signal.getsignal(signum)))
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook: stop this worker's hubs."""
+    for hub in getattr(worker, "sse_kit_hubs", None) or []:
+        hub.stop()
+
+
+def sizing(max_streams: int, *, other_requests: int = 8) -> dict[str, int]:
+    """gthread settings for a worker that serves *max_streams* streams at once.
+
+    Every open stream holds one worker thread, so ``threads`` must cover the
+    streams plus the threads ordinary routes need; gthread stops accepting
+    connections beyond ``worker_connections`` (default 1000), so it must be at
+    least ``threads``. Give the hub ``max_clients=max_streams`` so that stream
+    number ``max_streams + 1`` gets ``503`` instead of a thread.
+
+    :returns: ``{"threads": ..., "worker_connections": ...}`` for the config.
+    """
+    if max_streams < 1 or other_requests < 1:
+        raise ValueError("max_streams and other_requests must be >= 1")
+    threads = max_streams + other_requests
+    return {"threads": threads, "worker_connections": max(1000, threads + other_requests)}

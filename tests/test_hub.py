@@ -1,0 +1,240 @@
+"""Hub: lifecycle, routing, ordering, counters and limits (in-process, no server)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from sse_kit import Broadcaster, Client, Hub, HubFull, HubNotRunning, InvalidPattern
+from tests._live import wait_for
+from tests._streams import Reader
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    with Hub(keepalive_interval=30) as h:
+        yield h
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"client_buffer": 0}, "client_buffer"),
+        ({"keepalive_interval": 0}, "keepalive_interval"),
+        ({"keepalive_interval": "1"}, "keepalive_interval"),
+        ({"max_clients": 0}, "max_clients"),
+        ({"history_size": -1}, "history_size"),
+        ({"history_ttl": 0}, "history_ttl"),
+        ({"slow_client": "block"}, "slow_client"),
+        ({"retry": -1}, "retry"),
+        ({"shutdown_retry": 1.5}, "shutdown_retry"),
+    ],
+)
+def test_invalid_configuration_fails_at_construction(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Hub(**kwargs)  # type: ignore[arg-type]
+
+
+def test_configuration_is_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        Hub(256)  # type: ignore[misc]
+
+
+def test_slow_client_default_follows_history() -> None:
+    assert Hub().slow_client == "disconnect"
+    assert Hub(history_size=0).slow_client == "drop"
+
+
+def test_start_is_idempotent_and_names_the_thread() -> None:
+    h = Hub()
+    assert h.start() is h and h.start() is h
+    assert [t.name for t in threading.enumerate()].count("sse_kit-hub") >= 1
+    assert h.running
+    h.stop()
+    h.stop()
+    assert not h.running
+
+
+def test_run_blocks_until_stop() -> None:
+    h = Hub()
+    t = threading.Thread(target=h.run)
+    t.start()
+    wait_for(lambda: h.running, message="the hub to run")
+    with pytest.raises(RuntimeError, match="already running"):
+        h.run()
+    h.stop()
+    t.join(5)
+    assert not t.is_alive()
+
+
+def test_a_stopped_hub_refuses_work() -> None:
+    h = Hub()
+    with pytest.raises(HubNotRunning):
+        h.broadcast_to_pattern("*", "x")
+    with pytest.raises(HubNotRunning):
+        h.register(Client("x"))
+    assert h.get_client_ids() == [] and h.get_client_count() == 0
+
+
+def test_hub_is_a_broadcaster(hub: Hub) -> None:
+    assert isinstance(hub, Broadcaster)
+
+
+def test_register_unregister_and_queries(hub: Hub) -> None:
+    a, b, c = Client("user:1"), Client("user:1"), Client("user:2")
+    for x in (a, b, c):
+        hub.register(x)
+    assert hub.get_client_count() == 3
+    assert hub.get_client_ids() == ["user:1", "user:2"]
+    assert hub.get_client("user:1") is b
+    assert hub.get_client("nobody") is None
+    assert hub.clients("user:*") == [a, b, c]
+    hub.unregister(a)
+    hub.unregister(a)
+    hub.flush()
+    assert hub.get_client_count() == 2 and a.closed
+    assert hub.stats()["disconnected"] == 1
+
+
+def test_routing_by_pattern(hub: Hub) -> None:
+    clients = {cid: Client(cid) for cid in ["job:1:a", "job:1:b", "job:2:a", "user:42"]}
+    for c in clients.values():
+        hub.register(c)
+    hub.broadcast_to_pattern("job:1:*", "one")
+    hub.broadcast_to_pattern("job:?:a", "a")
+    hub.broadcast_to_pattern("user:42", {"n": 1}, event="note")
+    hub.flush()
+    got = {cid: [f.split(b"\n", 1)[1] for f in c._take(0)[0]] for cid, c in clients.items()}
+    assert got == {
+        "job:1:a": [b"data: one\n\n", b"data: a\n\n"],
+        "job:1:b": [b"data: one\n\n"],
+        "job:2:a": [b"data: a\n\n"],
+        "user:42": [b'event: note\ndata: {"n":1}\n\n'],
+    }
+
+
+def test_one_encoding_is_shared_by_every_recipient(hub: Hub) -> None:
+    a, b = Client("a"), Client("b")
+    hub.register(a)
+    hub.register(b)
+    hub.broadcast_to_pattern("*", "x" * 1000)
+    hub.flush()
+    (fa,), (fb,) = a._take(0)[0], b._take(0)[0]
+    assert fa is fb
+
+
+@pytest.mark.parametrize("bad", ["", None, 7])
+def test_bad_patterns_raise(hub: Hub, bad: object) -> None:
+    with pytest.raises(InvalidPattern):
+        hub.broadcast_to_pattern(bad, "x")  # type: ignore[arg-type]
+
+
+def test_bad_event_names_raise(hub: Hub) -> None:
+    with pytest.raises(ValueError, match="event"):
+        hub.broadcast_to_pattern("*", "x", event="a\nb")
+
+
+def test_events_from_each_publisher_arrive_in_order() -> None:
+    hub = Hub(client_buffer=2000).start()
+    reader = Reader(hub, "c")
+    reader.take(1, event="connected")
+
+    def publish(tag: str) -> None:
+        for i in range(500):
+            hub.broadcast_to_pattern("c", f"{tag}{i}")
+
+    threads = [threading.Thread(target=publish, args=(t,)) for t in "xyz"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = [e.data for e in reader.take(1500)]
+    for tag in "xyz":
+        assert [d for d in got if d[0] == tag] == [f"{tag}{i}" for i in range(500)]
+    reader.close()
+    hub.stop()
+
+
+def test_stats_count_what_happened() -> None:
+    with Hub(history_size=0) as hub:
+        c = Client("c", buffer=2)
+        hub.register(c)
+        for i in range(5):
+            hub.broadcast_to_pattern("*", str(i))
+        hub.broadcast_to_pattern("nobody", "x")
+        hub.flush()
+        s = hub.stats()
+        assert (s["published"], s["delivered"], s["dropped"], s["clients"]) == (6, 2, 3, 1)
+
+
+def test_max_clients_refuses_the_next_registration() -> None:
+    with Hub(max_clients=2) as hub:
+        hub.register(Client("a"))
+        hub.register(Client("b"))
+        with pytest.raises(HubFull, match="max_clients=2"):
+            hub.register(Client("c"))
+        assert hub.stats()["refused"] == 1
+
+
+def test_stop_ends_every_stream_promptly() -> None:
+    hub = Hub(keepalive_interval=30).start()
+    readers = [Reader(hub, f"c{i}") for i in range(20)]
+    for r in readers:
+        r.take(1, event="connected")
+    hub.stop()
+    for r in readers:
+        assert r.ended(timeout=2)
+        assert r.raw[-1] == b"retry: 250\n\n"
+
+
+def test_keepalive_is_a_comment_after_silence() -> None:
+    with Hub(keepalive_interval=0.05) as hub:
+        reader = Reader(hub, "c")
+        wait_for(lambda: any(chunk.startswith(b": keepalive ") for chunk in reader.raw),
+                 message="a keep-alive comment")
+        chunk = next(c for c in reader.raw if c.startswith(b": keepalive "))
+        assert chunk.endswith(b"\n\n") and chunk[12:-2].isdigit()
+        reader.close()
+
+
+def test_connected_event_payload() -> None:
+    with Hub() as hub:
+        reader = Reader(hub, "user:1", user_id="u1", session_id="s1", metadata={"plan": "pro"})
+        ev = reader.next()
+        assert ev.event == "connected"
+        assert json.loads(ev.data) == {
+            "client_id": "user:1", "user_id": "u1", "session_id": "s1",
+            "metadata": {"plan": "pro"},
+        }
+        assert reader.decoder.retry == 3000
+        reader.close()
+
+
+def test_closing_one_of_two_connections_keeps_the_other() -> None:
+    with Hub() as hub:
+        a, b = Reader(hub, "user:1"), Reader(hub, "user:1")
+        a.take(1, event="connected")
+        b.take(1, event="connected")
+        hub.broadcast_to_pattern("user:1", "both")
+        assert a.next().data == "both" and b.next().data == "both"
+        a.close()
+        wait_for(lambda: hub.get_client_count() == 1, message="one client left")
+        hub.broadcast_to_pattern("user:1", "survivor")
+        assert b.next().data == "survivor"
+        b.close()
+        wait_for(lambda: hub.get_client_count() == 0, message="no client left")
+
+
+def test_disconnect_ends_matching_streams() -> None:
+    with Hub() as hub:
+        a, b = Reader(hub, "user:1:x"), Reader(hub, "user:2:x")
+        a.take(1)
+        b.take(1)
+        assert hub.disconnect("user:1:*") == 1
+        assert a.ended()
+        hub.broadcast_to_pattern("*", "still here")
+        assert b.next().data == "still here"
+        b.close()
