@@ -187,7 +187,7 @@ def encode_retry(ms: int) -> bytes:
 
 def _check_name(field: str, value: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{field} must be a str or None, not {type(value).__name__}")
+        raise TypeError(f"{field} must be a str, not {type(value).__name__}")
     bad = _BAD_NAME_CHAR.search(value)
     if bad is not None:
         raise ValueError(
@@ -200,7 +200,7 @@ def _check_name(field: str, value: object) -> str:
 def _check_retry(retry: object) -> int:
     # #processField: only ASCII digits are a reconnection time, so no sign.
     if isinstance(retry, bool) or not isinstance(retry, int):
-        raise TypeError(f"retry must be an int (milliseconds) or None, not {type(retry).__name__}")
+        raise TypeError(f"retry must be an int (milliseconds), not {type(retry).__name__}")
     if retry < 0:
         raise ValueError(f"retry must be >= 0 milliseconds, got {int(retry)}")
     return int(retry)
@@ -262,7 +262,7 @@ class SSEDecoder:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._started = False  # a character has been decoded; a later BOM is data
         self._skip_lf = False  # the last chunk ended in CR; a leading LF completes a CRLF
-        self._partial = ""  # the current line, not yet ended
+        self._partial: list[str] = []  # pieces of the line not yet ended
         self._data: list[str] = []  # the data buffer, one item per ``data`` line
         self._event_type = ""  # the event type buffer
         self._id_buffer = ""  # the last event ID buffer
@@ -292,18 +292,15 @@ class SSEDecoder:
         if self._skip_lf:
             self._skip_lf = False
             text = text.removeprefix("\n")
-        buffer = self._partial + text
-        events: list[DecodedEvent] = []
-        start = 0
-        for line_break in _LINE_BREAK.finditer(buffer):
-            event = self._line(buffer[start : line_break.start()])
-            if event is not None:
-                events.append(event)
-            start = line_break.end()
-        self._partial = buffer[start:]
+        # Split only the new text, so a long line fed in small chunks stays linear.
+        *lines, tail = _LINE_BREAK.split(text)
+        if lines:
+            lines[0] = "".join(self._partial) + lines[0]
+            self._partial = []
+        self._partial.append(tail)
         # A CR at the end ends its line now, so CR-only streams are not held back.
-        self._skip_lf = buffer.endswith("\r")
-        return events
+        self._skip_lf = text.endswith("\r")
+        return [event for event in map(self._line, lines) if event is not None]
 
     def _line(self, line: str) -> DecodedEvent | None:
         if not line:

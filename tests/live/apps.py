@@ -1,0 +1,66 @@
+"""The Flask app the live tests serve with gunicorn gthread.
+
+Configured by environment variables (``SSE_*``) so each test picks its hub.
+FOR TESTS ONLY: the client ID is taken from ``?cid=`` so a test can choose it.
+A real app derives it from its own session or auth (the blueprint's default
+gives every connection a random ``anon:`` ID).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from sse_kit import Hub, InvalidPattern
+from sse_kit.flask import anonymous_client_id, create_blueprint
+
+
+def _env(name: str, default: Any, cast: Any = int) -> Any:
+    value = os.environ.get(name)
+    return default if value is None else cast(value)
+
+
+def make_hub() -> Hub:
+    """A hub configured from ``SSE_*`` environment variables."""
+    return Hub(
+        client_buffer=_env("SSE_BUFFER", 256),
+        keepalive_interval=_env("SSE_KEEPALIVE", 30.0, float),
+        max_clients=_env("SSE_MAX_CLIENTS", None),
+        history_size=_env("SSE_HISTORY", 1000),
+        slow_client=_env("SSE_SLOW", None, str),
+        retry=_env("SSE_RETRY", 3000),
+    )
+
+
+def create_app() -> Flask:
+    """The test app: ``/events/`` streams, ``/publish`` broadcasts, ``/stats`` reports."""
+    hub = make_hub()
+    app = Flask(__name__)
+    app.register_blueprint(
+        create_blueprint(hub, client_id=lambda r: r.args.get("cid") or anonymous_client_id(r)),
+        url_prefix="/events",
+    )
+
+    @app.get("/healthz")
+    def healthz() -> ResponseReturnValue:
+        return ("ok", 200) if hub.running else ("hub not running", 503)
+
+    @app.post("/publish")
+    def publish() -> ResponseReturnValue:
+        body = request.get_json()
+        datas = body["datas"] if "datas" in body else [body["data"]]
+        try:
+            for data in datas:
+                hub.broadcast_to_pattern(body["pattern"], data, event=body.get("event"))
+        except InvalidPattern as exc:
+            return jsonify(error=str(exc)), 400
+        return jsonify(published=len(datas), pid=os.getpid())
+
+    @app.get("/stats")
+    def stats() -> ResponseReturnValue:
+        return jsonify({**hub.stats(), "pid": os.getpid(), "ids": hub.get_client_ids()})
+
+    return app
