@@ -49,7 +49,9 @@ class Reader:
         assert ev is not None, "the stream ended"
         return ev
 
-    def take(self, n: int, *, event: str | None = None, timeout: float = 10.0) -> list[DecodedEvent]:
+    def take(
+        self, n: int, *, event: str | None = None, timeout: float = 10.0
+    ) -> list[DecodedEvent]:
         """The next *n* events of type *event* (others are skipped)."""
         out: list[DecodedEvent] = []
         while len(out) < n:
