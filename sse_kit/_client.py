@@ -6,12 +6,15 @@ an ID; the hub routes by ID, the stream drains the outbox.
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from ._fastpath import MSG_DONTWAIT, frame_chunk
 from ._wire import data_to_text, encode_fields
 
 __all__ = [
@@ -32,6 +35,8 @@ OFFERED: Final = 0  # queued
 DROPPED: Final = 1  # outbox full, policy "drop": this frame is lost for this client
 CUT: Final = 2  # outbox full, policy "disconnect": the stream ends now, resumes later
 ENDED: Final = 3  # the stream is already ending; it resumes from history if it reconnects
+WRITTEN: Final = 4  # fast path: the hub thread wrote it to the socket itself
+DEFERRED: Final = 5  # fast path: the socket would block; queued for the stream thread
 
 # Why a stream ended; the stream writes a short retry: hint for SHUTDOWN.
 CLOSED: Final = "closed"  # Client.close() or Hub.unregister()
@@ -39,6 +44,7 @@ SLOW: Final = "slow"  # outbox overflowed under the "disconnect" policy
 SHUTDOWN: Final = "shutdown"  # the hub stopped
 KICKED: Final = "disconnected"  # Hub.disconnect() matched it
 EXPIRED: Final = "max_age"  # the stream reached the hub's max_age
+GONE: Final = "gone"  # a fast-path write failed: the client went away
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +134,24 @@ class Client:
         self._user_id = user_id
         self._buffer = buffer
         self.last_event_id = _opt_str("last_event_id", last_event_id)
-        # _lock guards _frames, _end and _waiting. Held by the hub thread (or a
-        # send() caller) to append one frame, and by the stream thread to swap the
-        # list out; never held while writing to a socket or waiting on the hub.
+        # _lock guards _frames, _spill, _end, _waiting and _direct. Held by the hub
+        # thread (or a send() caller) to append one frame or to make one
+        # non-blocking fast-path send() (see sse_kit._fastpath), and by the stream
+        # thread to swap the outbox out; never held while blocking or waiting.
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
+        # _wake: a binary semaphore, held while nobody has woken the stream thread;
+        # released (under _lock, only when _waiting) by whoever wakes it. Cheaper
+        # than a Condition, which allocates a lock per wait.
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._frames: list[bytes] = []
+        self._spill = b""  # unsent tail of a half-written fast-path chunk (framed)
         self._end: str | None = None
         self._waiting = False
+        self._direct: socket.socket | None = None  # set: the hub writes to this socket
+        # Monotonic time of the last fast-path write; written under _lock, read
+        # without it by the stream thread for keep-alive timing (a float read).
+        self._last_direct = 0.0
         self._policy: SlowClientPolicy = DROP  # set by the hub on register
 
     @property
@@ -178,7 +194,8 @@ class Client:
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
         :raises TypeError: if *data* is not str, bytes, dict or list.
         """
-        return self._offer(encode_fields(data_to_text(data), event=event)) == OFFERED
+        result = self._offer(encode_fields(data_to_text(data), event=event))
+        return result in (OFFERED, WRITTEN, DEFERRED)
 
     def close(self) -> None:
         """End this connection's stream after the events already queued."""
@@ -186,44 +203,109 @@ class Client:
 
     # -- used by the hub and the stream ------------------------------------------
 
-    def _offer(self, frame: bytes) -> int:
-        """Queue *frame*; return OFFERED, DROPPED, CUT or ENDED. Never blocks."""
+    def _offer(self, frame: bytes, chunk: bytes | None = None) -> int:
+        """Queue *frame*, or write it straight to the socket on the fast path.
+
+        :param chunk: *frame* already framed as an HTTP chunk (the hub frames a
+            broadcast once for all its recipients).
+        :returns: OFFERED, WRITTEN, DEFERRED, DROPPED, CUT or ENDED. Never blocks.
+        """
         with self._lock:
             if self._end is not None:
                 return ENDED
+            sock = self._direct
+            if sock is not None:
+                return self._write_direct(sock, frame, chunk or frame_chunk(frame))
             if len(self._frames) >= self._buffer:
                 if self._policy == DROP:
                     return DROPPED
                 self._end = SLOW
-                self._ready.notify()
+                self._notify()
                 return CUT
             self._frames.append(frame)
-            if self._waiting:
-                self._ready.notify()
+            self._notify()
         return OFFERED
 
+    def _write_direct(self, sock: socket.socket, frame: bytes, chunk: bytes) -> int:
+        """One non-blocking send() of *chunk*; called with _lock held."""
+        try:
+            sent = sock.send(chunk, MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # EPIPE, ECONNRESET, EBADF: the client is gone
+            self._direct = None
+            self._end = GONE
+            self._notify()
+            return ENDED
+        if sent == len(chunk):
+            self._last_direct = time.monotonic()
+            return WRITTEN
+        # The socket is full: the stream thread takes over, starting with the rest
+        # of this chunk, so the order on the wire stays the order of the offers.
+        self._direct = None
+        if sent:
+            self._spill = chunk[sent:]
+        else:
+            self._frames.append(frame)
+        self._notify()
+        return DEFERRED
+
+    def _notify(self) -> None:
+        """Wake the stream thread if it is parked; called with _lock held."""
+        if self._waiting:
+            self._waiting = False
+            self._wake.release()
+
     def _finish(self, reason: str) -> bool:
-        """Mark the stream as ending for *reason*; False if it already was."""
+        """Mark the stream as ending for *reason*; False if it already was.
+
+        Ends the fast path too: once this returns, the hub writes nothing more.
+        """
         with self._lock:
             if self._end is not None:
                 return False
             self._end = reason
-            self._ready.notify()
+            self._direct = None
+            self._notify()
         return True
 
     def _take(self, timeout: float) -> tuple[list[bytes], str | None]:
-        """Wait up to *timeout* seconds for frames; return them and the end reason.
+        """Wait up to *timeout* seconds for frames; return them and the end reason
+        (the portable path: :meth:`_take_direct` without a socket)."""
+        _, frames, end = self._take_direct(timeout, None)
+        return frames, end
 
-        Once the end reason is set no frame is accepted, so the frames returned
-        with it are the last ones.
+    def _take_direct(
+        self, timeout: float, direct: socket.socket | None
+    ) -> tuple[bytes, list[bytes], str | None]:
+        """Wait up to *timeout* seconds for something to write.
+
+        :param direct: the socket the hub may write to while this thread waits
+            (the fast path), or ``None``; only pass it when everything this
+            stream produced before has been written.
+        :returns: the spill (raw bytes to write before anything else), the queued
+            frames and the end reason. Once the end reason is set no frame is
+            accepted, so the frames returned with it are the last ones.
         """
-        with self._lock:
-            if not self._frames and self._end is None:
+        lock = self._lock
+        with lock:
+            if not (self._frames or self._spill) and self._end is None:
+                self._direct = direct
                 self._waiting = True
-                self._ready.wait(timeout)
-                self._waiting = False
-            frames, self._frames = self._frames, []
-            return frames, self._end
+                lock.release()
+                try:
+                    woken = self._wake.acquire(True, timeout)
+                finally:
+                    lock.acquire()
+                if not woken:
+                    if self._waiting:
+                        self._waiting = False
+                    else:  # woken after the timeout: consume the release
+                        self._wake.acquire()
+                self._direct = None
+            spill, frames, end = self._spill, self._frames, self._end
+            self._spill, self._frames = b"", []
+            return spill, frames, end
 
     def __repr__(self) -> str:
         return f"<Client {self._id!r}{' closed' if self.closed else ''}>"

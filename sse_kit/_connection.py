@@ -11,6 +11,11 @@ ordering and framing of everything written on that connection:
 3. at the end, whatever was queued, plus a short ``retry:`` hint when the hub is
    shutting down.
 
+On the fast path (see :mod:`sse_kit._fastpath`) step 2 is done by the hub thread
+while this stream's thread is parked; the stream takes the socket back whenever
+it wakes, writes the spill of a half-written chunk itself, and hands the socket
+to the hub again only when everything queued has been written.
+
 ``close()`` (which every WSGI server calls, even for a response it never
 iterated) unregisters the client; so does garbage collection as a last resort.
 """
@@ -19,12 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
-from ._client import SHUTDOWN, SLOW, Client
+from ._client import GONE, SHUTDOWN, SLOW, Client
 from ._event import EVENT_TYPE_CONNECTED, EVENT_TYPE_RESET, ConnectedEvent
 from ._wire import encode_comment, encode_fields, encode_retry
 
@@ -70,8 +76,12 @@ class Stream:
     it blocks the server thread between events, as WSGI streaming does.
     """
 
-    def __init__(self, hub: Hub, reg: _Registration) -> None:
+    def __init__(
+        self, hub: Hub, reg: _Registration, direct: socket.socket | None = None
+    ) -> None:
         self._hub = hub
+        # The fast path's socket (sse_kit._fastpath.direct_socket), or None.
+        self._direct = direct
         self._client = reg.client
         self._first: bytes | None = first_chunk(hub, reg)
         self._interval = hub.keepalive_interval
@@ -109,10 +119,14 @@ class Stream:
             return first
         if self._ended:
             return _DONE
-        client, interval = self._client, self._interval
+        # The server asks for this chunk only once it has written the previous
+        # one: the socket is free, so the hub may write to it while we wait.
+        client, interval, direct = self._client, self._interval, self._direct
         deadline = time.monotonic() + interval
         while True:
-            frames, end = client._take(max(deadline - time.monotonic(), 0.0))
+            spill, frames, end = client._take_direct(max(deadline - time.monotonic(), 0.0), direct)
+            if spill:
+                self._write_spill(spill)
             if end is not None:
                 self._ended = True
                 if end == SHUTDOWN:
@@ -120,12 +134,28 @@ class Stream:
                 elif end == SLOW:
                     log.warning("sse_kit: cut slow client %r; it resumes from history",
                                 client.id)
+                elif end == GONE:
+                    log.info("sse_kit: client %r went away (write failed)", client.id)
                 return b"".join(frames)
             if frames:
                 return frames[0] if len(frames) == 1 else b"".join(frames)
+            if spill or client._last_direct > deadline - interval:
+                # The hub or the spill wrote meanwhile: silence starts from then.
+                deadline = max(client._last_direct, time.monotonic() if spill else 0.0) + interval
+                continue
             if time.monotonic() >= deadline:
                 self._hub.counters.add("keepalives")
                 return encode_comment(f"keepalive {int(time.time())}")
+
+    def _write_spill(self, spill: bytes) -> None:
+        """Write the tail of a chunk the hub left half-written, raw (it is framed)."""
+        assert self._direct is not None
+        try:
+            self._direct.sendall(spill)
+        except OSError:
+            # As if the server's own write had failed: it closes the connection.
+            self._client._finish(GONE)
+            raise
 
     def close(self) -> None:
         """Unregister the client; called by the WSGI server when the response ends

@@ -11,7 +11,9 @@
 # every broadcast is either in the replay or in the live queue, never both.
 #
 # The hub thread never blocks on a client: delivering is an append to the
-# client's bounded outbox under that client's own lock; a full outbox drops the
+# client's bounded outbox under that client's own lock (or, on the fast path, one
+# non-blocking send() to the client's socket under that lock: see
+# sse_kit._fastpath for who owns the socket when); a full outbox drops the
 # frame or ends that stream (the slow_client policy). A request thread waits for
 # the hub thread only to learn whether its registration was accepted.
 #
@@ -34,16 +36,19 @@ from typing import Any, Final, TypeVar
 
 from ._client import (
     CUT,
+    DEFERRED,
     DISCONNECT,
     DROP,
     DROPPED,
     KICKED,
     OFFERED,
     SHUTDOWN,
+    WRITTEN,
     Client,
     SlowClientPolicy,
 )
 from ._exceptions import HubFull, HubNotRunning
+from ._fastpath import frame_chunk
 from ._history import History, Resume
 from ._patterns import ClientIndex, compile_pattern, validate_pattern
 from ._stats import Counters
@@ -114,6 +119,10 @@ class Hub:
     :param retry: the ``retry:`` hint, in milliseconds, on every stream's first frame.
     :param shutdown_retry: the ``retry:`` hint written when the hub stops, so
         browsers reconnect to another worker quickly.
+    :param fast_path: let the hub thread write events straight to the sockets
+        of streams served by a gunicorn gthread (or sync) worker over plain
+        HTTP/1.1, when :mod:`sse_kit.gunicorn`'s hooks started the hub (see
+        ``docs/performance.md``); ``False`` always uses the portable queue path.
     :raises ValueError: if any argument is out of range.
     """
 
@@ -128,6 +137,7 @@ class Hub:
         slow_client: SlowClientPolicy | None = None,
         retry: int = 3000,
         shutdown_retry: int = 250,
+        fast_path: bool = True,
     ) -> None:
         _check_int("client_buffer", client_buffer, 1)
         _check_seconds("keepalive_interval", keepalive_interval)
@@ -141,6 +151,8 @@ class Hub:
             raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
         _check_int("retry", retry, 0)
         _check_int("shutdown_retry", shutdown_retry, 0)
+        if not isinstance(fast_path, bool):
+            raise ValueError(f"fast_path must be a bool, got {fast_path!r}")
         self.client_buffer = client_buffer
         self.keepalive_interval = float(keepalive_interval)
         self.max_clients = max_clients
@@ -149,6 +161,10 @@ class Hub:
         self.slow_client: SlowClientPolicy = slow_client
         self.retry = retry
         self.shutdown_retry = shutdown_retry
+        self.fast_path = fast_path
+        # Set by sse_kit.gunicorn's hooks once they have checked that the worker
+        # frames a streamed body as HTTP/1.1 chunks itself (_fastpath.frame_chunk).
+        self._server_frames_chunks = False
         self.counters = Counters()
         # _state_lock guards starting and the end of run(): _thread, _pid,
         # _running. Never held while waiting for the hub thread. stop() does not
@@ -315,11 +331,16 @@ class Hub:
         seq, event_id = self._history.next_id()
         frame = b"id: " + event_id.encode("ascii") + b"\n" + body
         self._history.append(seq, pattern, frame)
-        delivered = dropped = cut = 0
+        chunk = frame_chunk(frame)  # framed once for every fast-path recipient
+        fast = queued = deferred = dropped = cut = 0
         for client in self._index.match(pattern):
-            result = client._offer(frame)
-            if result == OFFERED:
-                delivered += 1
+            result = client._offer(frame, chunk)
+            if result == WRITTEN:
+                fast += 1
+            elif result == OFFERED:
+                queued += 1
+            elif result == DEFERRED:
+                deferred += 1
             elif result == DROPPED:
                 dropped += 1
             elif result == CUT:
@@ -327,7 +348,9 @@ class Hub:
                 log.warning("sse_kit: client %r is too slow; ending its stream to resume later",
                             client.id)
         self.counters.add_many(
-            published=1, delivered=delivered, dropped=dropped, slow_disconnects=cut
+            published=1, delivered=fast + queued + deferred, fast_writes=fast,
+            queued_writes=queued + deferred, fast_would_block=deferred,
+            dropped=dropped, slow_disconnects=cut,
         )
 
     # -- clients ----------------------------------------------------------------

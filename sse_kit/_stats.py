@@ -13,7 +13,10 @@ COUNTERS: Final = (
     "disconnected",  # streams unregistered, for any reason
     "refused",  # registrations refused (max_clients)
     "published",  # broadcasts routed by this hub
-    "delivered",  # (event, client) pairs queued to a stream
+    "delivered",  # (event, client) pairs written or queued to a stream
+    "fast_writes",  # ... of which the hub thread wrote to the socket itself (fast path)
+    "queued_writes",  # ... of which went through the stream's outbox (portable path)
+    "fast_would_block",  # fast-path writes that found the socket full and fell back to the queue
     "dropped",  # (event, client) pairs lost to a full outbox under slow_client="drop"
     "slow_disconnects",  # streams cut because their outbox overflowed (slow_client="disconnect")
     "resumed",  # streams opened with a Last-Event-ID the history covered

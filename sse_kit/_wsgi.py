@@ -14,6 +14,7 @@ from werkzeug.wrappers import Request, Response
 from ._client import Client, ClientOption
 from ._connection import Stream
 from ._exceptions import HubFull, HubNotRunning
+from ._fastpath import direct_socket
 from ._hub import Hub
 
 __all__ = ["serve_sse"]
@@ -110,8 +111,9 @@ def serve_sse(
     except HubNotRunning as exc:
         log.error("sse_kit: refused client %r: %s", client_id, exc)
         return _refuse(503, "the event hub is not running", **{"Retry-After": retry_after})
+    direct = direct_socket(environ) if hub.fast_path and hub._server_frames_chunks else None
     response = Response(
-        Stream(hub, reg), status=200, headers=STREAM_HEADERS, direct_passthrough=True
+        Stream(hub, reg, direct), status=200, headers=STREAM_HEADERS, direct_passthrough=True
     )
     response.headers["Content-Type"] = CONTENT_TYPE
     return response

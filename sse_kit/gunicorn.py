@@ -8,7 +8,11 @@ response holds its worker thread until the stream ends, so under gunicorn:
 * on ``SIGTERM``/``SIGINT``/``SIGQUIT`` the worker stops its hub *first*, which
   ends every stream at once, so the worker exits promptly instead of waiting out
   ``graceful_timeout`` for streams that would never end;
-* ``worker_exit`` stops the hub for good.
+* ``worker_exit`` stops the hub for good;
+* in a gthread (or sync) worker serving plain HTTP (no ``certfile``, not the
+  uwsgi protocol) the hooks let the hub write events straight to stream sockets
+  (the fast path, ``Hub(fast_path=...)``): such a worker frames every streamed
+  chunk itself, exactly as :func:`sse_kit._fastpath.frame_chunk` does.
 
 Use them from a gunicorn config file::
 
@@ -17,6 +21,9 @@ Use them from a gunicorn config file::
 
     worker_class = "gthread"
     threads = 64
+
+Each open stream holds one worker thread; for thousands of streams per worker,
+see :func:`sizing` and :func:`set_thread_stack_size`.
 
 The hooks find hubs through the loaded app: a Flask app with an sse_kit
 blueprint (``app.extensions["sse_kit"]``), or any WSGI callable with an
@@ -27,18 +34,32 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from ._hub import Hub
 
-__all__ = ["find_hubs", "post_fork", "post_worker_init", "sizing", "worker_exit"]
+__all__ = [
+    "find_hubs",
+    "post_fork",
+    "post_worker_init",
+    "set_thread_stack_size",
+    "sizing",
+    "worker_exit",
+]
 
 log = logging.getLogger(__name__)
 
 # Signals on which gunicorn asks a worker to leave; the hubs stop first.
 _EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+# Workers whose request thread writes each yielded bytes with util.write_chunk
+# and asks for the next one only after sendall() returned (gunicorn >= 23).
+_CHUNKING_WORKERS = ("gunicorn.workers.gthread.ThreadWorker", "gunicorn.workers.sync.SyncWorker")
+# Smallest stack set_thread_stack_size() accepts: Flask views, Jinja and json
+# recurse in C; below this a deep template could overflow it.
+MIN_THREAD_STACK = 128 * 1024
 
 
 def find_hubs(app: object) -> list[Hub]:
@@ -51,8 +72,23 @@ def find_hubs(app: object) -> list[Hub]:
     return [h for i, h in enumerate(hubs) if isinstance(h, Hub) and h not in hubs[:i]]
 
 
+def frames_chunks(worker: Any) -> bool:
+    """Whether *worker* writes a streamed body as plain HTTP/1.1 chunks itself,
+    so that the hub may write the same framing to its sockets (the fast path)."""
+    cls = type(worker)
+    cfg = getattr(worker, "cfg", None)
+    return (
+        f"{cls.__module__}.{cls.__qualname__}" in _CHUNKING_WORKERS
+        and cfg is not None
+        and not getattr(cfg, "is_ssl", True)
+        and getattr(cfg, "protocol", "http") == "http"
+    )
+
+
 def _start(worker: Any, hubs: list[Hub]) -> None:
+    direct = frames_chunks(worker)
     for hub in hubs:
+        hub._server_frames_chunks = direct
         hub.start()
     worker.sse_kit_hubs = hubs
 
@@ -92,6 +128,22 @@ def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn hook: stop this worker's hubs."""
     for hub in getattr(worker, "sse_kit_hubs", None) or []:
         hub.stop()
+
+
+def set_thread_stack_size(size: int = 256 * 1024) -> int:
+    """Give threads started from now on a *size*-byte stack; returns the previous size.
+
+    Call it at the top of the gunicorn config file: the master's setting is
+    inherited by every forked worker, before gthread starts its threads. With
+    thousands of streams per worker, each parked in its own thread, a small stack
+    bounds the address space per stream (the default is the ``ulimit -s``, often
+    8 MiB) and the memory a stack can pin; ``docs/performance.md`` has measurements.
+
+    :raises ValueError: if *size* is below :data:`MIN_THREAD_STACK` bytes.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_THREAD_STACK:
+        raise ValueError(f"size must be an int >= {MIN_THREAD_STACK} bytes, got {size!r}")
+    return threading.stack_size(size)
 
 
 def sizing(max_streams: int, *, other_requests: int = 8) -> dict[str, int]:

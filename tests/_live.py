@@ -511,6 +511,7 @@ class RawStream:
         request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in fields.values())
 
         self.chunks: list[bytes] = []
+        self.wire = bytearray()  # every byte received after the head, framing included
         self.eof = False  # the body has ended: complete, or the connection was closed
         self.complete = False  # the body ended as its framing says, not by a dropped connection
         self._body = bytearray()
@@ -559,6 +560,7 @@ class RawStream:
         return data[:end], data[end:]
 
     def _feed(self, data: bytes) -> None:
+        self.wire += data
         if self._decoder is not None:
             for chunk in self._decoder.feed(data):
                 self.chunks.append(chunk)

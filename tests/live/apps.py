@@ -32,6 +32,7 @@ def make_hub() -> Hub:
         history_size=_env("SSE_HISTORY", 1000),
         slow_client=_env("SSE_SLOW", None, str),
         retry=_env("SSE_RETRY", 3000),
+        fast_path=_env("SSE_FAST_PATH", 1) == 1,
     )
 
 
@@ -61,6 +62,9 @@ def create_app() -> Flask:
 
     @app.get("/stats")
     def stats() -> ResponseReturnValue:
-        return jsonify({**hub.stats(), "pid": os.getpid(), "ids": hub.get_client_ids()})
+        # "direct": streams whose events the hub thread writes itself right now.
+        direct = sum(c._direct is not None for c in hub.clients())
+        return jsonify({**hub.stats(), "pid": os.getpid(), "ids": hub.get_client_ids(),
+                        "direct": direct})
 
     return app

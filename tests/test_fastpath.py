@@ -1,0 +1,276 @@
+"""The fast path over a real loopback TCP connection, driven as gunicorn drives it.
+
+The "server" thread iterates the stream and writes every yielded chunk with
+gunicorn's own ``util.write_chunk`` (then the terminating chunk, as
+``Response.close`` does), while the hub thread writes to the same socket on the
+fast path; the reader decodes the chunked framing strictly.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from gunicorn import util as gunicorn_util
+from werkzeug.test import EnvironBuilder
+
+from sse_kit import Hub, serve_sse
+from sse_kit._connection import Stream
+from sse_kit._fastpath import direct_socket, frame_chunk
+from sse_kit._wire import SSEDecoder, decode
+from tests._live import ChunkedDecoder, wait_for
+
+
+@pytest.mark.parametrize("frame", [b"", b"x", b"data: a\n\n", b"z" * 255, b"y" * 4096])
+def test_frame_chunk_is_gunicorns_framing(frame: bytes) -> None:
+    class Capture:
+        sent = b""
+
+        def sendall(self, data: bytes) -> None:
+            self.sent += data
+
+    capture = Capture()
+    gunicorn_util.write_chunk(capture, frame)
+    assert frame_chunk(frame) == capture.sent
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    """A connected loopback TCP pair (server end, client end)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    for end in (server, client):  # as gunicorn's listener (inherited on accept)
+        end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return server, client
+
+
+def _environ(sock: object, protocol: str = "HTTP/1.1") -> dict[str, Any]:
+    env = EnvironBuilder(path="/events", headers={"Accept": "text/event-stream"}).get_environ()
+    env["gunicorn.socket"] = sock
+    env["SERVER_PROTOCOL"] = protocol
+    return env
+
+
+def test_direct_socket_only_for_plain_blocking_http11_tcp() -> None:
+    server, client = _pair()
+    with server, client:
+        assert direct_socket(_environ(server)) is server
+        assert direct_socket(_environ(server, "HTTP/1.0")) is None  # not chunked
+        assert direct_socket(_environ(server, "HTTP/2")) is None
+        assert direct_socket(_environ(None)) is None  # not gunicorn
+        assert direct_socket(_environ(object())) is None
+        server.settimeout(5.0)  # send() would wait for room instead of failing
+        assert direct_socket(_environ(server)) is None
+        server.settimeout(None)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls = ctx.wrap_socket(socket.socket(), server_side=True, do_handshake_on_connect=False)
+        with tls:
+            assert direct_socket(_environ(tls)) is None
+
+
+class GunicornLikeServer:
+    """Serves one stream on *sock* as gunicorn's gthread worker does."""
+
+    def __init__(self, hub: Hub, sock: socket.socket, client_id: str) -> None:
+        response = serve_sse(hub, _environ(sock), client_id)
+        assert response.status_code == 200
+        self.stream = response.response
+        assert isinstance(self.stream, Stream)
+        self.sock = sock
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for item in self.stream:
+                gunicorn_util.write_chunk(self.sock, item)
+            gunicorn_util.write_chunk(self.sock, b"")  # Response.close()
+        except OSError as exc:
+            self.error = exc
+        finally:
+            self.stream.close()
+
+
+class Reader:
+    """Reads the client end: strict chunked decoding, then SSE decoding."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.decoder = ChunkedDecoder()
+        self.sse = SSEDecoder()
+        self.wire = bytearray()
+        self.body = bytearray()
+        self.events = 0  # events decoded so far (connected included)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+
+    def read_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> bytes:
+        """Read until *predicate()* holds or the body ends; return the body."""
+        self.sock.settimeout(timeout)
+        while not predicate() and not self.decoder.done:
+            data = self.sock.recv(65536)
+            if not data:
+                break
+            self.wire += data
+            for chunk in self.decoder.feed(data):
+                self.body += chunk
+                self.events += len(self.sse.feed(chunk))
+        return bytes(self.body)
+
+
+def _datas(body: bytes) -> list[str]:
+    return [ev.data for ev in decode(body) if ev.event == "message"]
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    hub = Hub(client_buffer=100_000, keepalive_interval=60)
+    hub._server_frames_chunks = True  # as sse_kit.gunicorn's hooks do in a gthread worker
+    with hub:
+        yield hub
+
+
+def _connect(hub: Hub, cid: str = "c") -> tuple[GunicornLikeServer, Reader]:
+    server_end, client_end = _pair()
+    served = GunicornLikeServer(hub, server_end, cid)
+    reader = Reader(client_end)
+    reader.read_until(lambda: reader.events >= 1)
+    wait_for(lambda: served.stream.client._direct is not None, message="the fast path")
+    return served, reader
+
+
+def test_events_written_by_the_hub_thread_once_the_first_chunk_is_out(hub: Hub) -> None:
+    served, reader = _connect(hub)
+    for i in range(50):
+        hub.broadcast_to_pattern("*", f"e{i}")
+    hub.flush()
+    body = reader.read_until(lambda: reader.events == 51)
+    assert _datas(body) == [f"e{i}" for i in range(50)]
+    stats = hub.stats()
+    assert stats["fast_writes"] == 50 and stats["queued_writes"] == 0
+    # One chunk per event, framed as gunicorn frames it.
+    assert reader.wire.count(b"\r\n") >= 2 * 51
+    served.sock.close()
+    reader.sock.close()
+
+
+def test_order_survives_a_full_socket_partial_writes_and_the_way_back(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spills: list[int] = []
+    real = Stream._write_spill
+
+    def counting(self: Stream, spill: bytes) -> None:  # a spy: the real write still runs
+        spills.append(len(spill))
+        real(self, spill)
+
+    monkeypatch.setattr(Stream, "_write_spill", counting)
+    server_end, client_end = _pair()
+    # A small send buffer and events up to 5x its size, so direct writes go partial.
+    server_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    served = GunicornLikeServer(hub, server_end, "slow")
+    reader = Reader(client_end)
+    reader.read_until(lambda: reader.events >= 1)
+    wait_for(lambda: served.stream.client._direct is not None, message="the fast path")
+    # The reader does not read yet. The first event is far larger than the send
+    # buffer: one non-blocking send() takes part of it and the stream thread must
+    # write the rest (the spill) before the events queued behind it.
+    sizes = [200_000] + [i * 7919 % 2000 for i in range(1, 400)]
+    for i, size in enumerate(sizes):
+        hub.broadcast_to_pattern("*", f"{i}:" + "x" * size)
+    hub.flush()
+    total = len(sizes)
+    body = reader.read_until(lambda: reader.events >= total + 1)
+    got = [int(d.split(":")[0]) for d in _datas(body)]
+    assert got == list(range(total))  # each exactly once, in order
+    assert [len(d) for d in _datas(body)] == [len(f"{i}:") + s for i, s in enumerate(sizes)]
+    stats = hub.stats()
+    assert stats["fast_would_block"] >= 1
+    assert stats["fast_writes"] + stats["queued_writes"] == total
+    assert spills and spills[0] < len(frame_chunk(b"x" * 200_000)), spills
+    # Drained: the stream hands the socket back to the hub.
+    wait_for(lambda: served.stream.client._direct is not None, message="the fast path again")
+    before = hub.stats()["fast_writes"]
+    hub.broadcast_to_pattern("*", "after")
+    hub.flush()
+    assert hub.stats()["fast_writes"] == before + 1
+    assert _datas(reader.read_until(lambda: reader.events >= total + 2))[-1] == "after"
+    served.sock.close()
+    reader.sock.close()
+
+
+def test_ending_switches_the_fast_path_off_before_the_terminator(hub: Hub) -> None:
+    served, reader = _connect(hub)
+    for i in range(20):
+        hub.broadcast_to_pattern("*", f"e{i}")
+    hub.disconnect("c")
+    body = reader.read_until(lambda: False)
+    assert reader.decoder.done  # 0\r\n\r\n came last, after every event
+    assert _datas(body) == [f"e{i}" for i in range(20)]
+    served.thread.join(10)
+    assert served.error is None and served.stream.client._direct is None
+    served.sock.close()
+    reader.sock.close()
+
+
+def test_shutdown_after_fast_writes_ends_with_a_retry_hint(hub: Hub) -> None:
+    served, reader = _connect(hub)
+    hub.broadcast_to_pattern("*", "one")
+    hub.stop()
+    body = reader.read_until(lambda: False)
+    assert reader.decoder.done
+    assert _datas(body) == ["one"]
+    assert body.endswith(b"retry: %d\n\n" % hub.shutdown_retry)
+    served.sock.close()
+    reader.sock.close()
+
+
+def test_a_failed_direct_write_ends_the_stream_without_a_keepalive(hub: Hub) -> None:
+    served, reader = _connect(hub)
+    reader.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    reader.sock.close()  # RST: the next send fails
+
+    def gone() -> bool:
+        hub.broadcast_to_pattern("*", "anyone?")
+        hub.flush()
+        return hub.get_client_count() == 0
+
+    wait_for(gone, message="the hub to notice the client went away")
+    served.thread.join(10)
+    assert not served.thread.is_alive()
+    served.sock.close()
+
+
+def test_fast_path_off_writes_the_same_bytes() -> None:
+    def run(fast: bool) -> tuple[bytes, dict[str, int]]:
+        hub = Hub(fast_path=fast)
+        hub._server_frames_chunks = True
+        with hub:
+            server_end, client_end = _pair()
+            served = GunicornLikeServer(hub, server_end, "c")
+            reader = Reader(client_end)
+            reader.read_until(lambda: reader.events >= 1)
+            if fast:
+                wait_for(lambda: served.stream.client._direct is not None, message="fast path")
+            for i in range(10):
+                hub.broadcast_to_pattern("*", {"i": i, "pad": "p" * i}, event="tick")
+                reader.read_until(lambda i=i: reader.events >= i + 2)  # type: ignore[misc]
+            hub.disconnect("c")
+            reader.read_until(lambda: False)
+            served.sock.close()
+            reader.sock.close()
+            # Event IDs start with a random epoch; the rest must match byte for byte.
+            return re.sub(rb"id: [0-9a-f]+-", b"id: X-", bytes(reader.wire)), hub.stats()
+
+    queued, queued_stats = run(False)
+    fast, fast_stats = run(True)
+    assert (queued_stats["fast_writes"], fast_stats["fast_writes"]) == (0, 10)
+    assert fast == queued
