@@ -6,8 +6,14 @@ VENV = .venv
 BIN = $(VENV)/bin
 # Touched after a successful install; rebuilt when the packaging files change.
 STAMP = $(VENV)/.installed-stamp
+# The benchmark's own venv: sse_kit from this checkout plus the peers it is
+# measured against (never in the package's extras).
+BENCH_VENV = bench/.venv
+BENCH_STAMP = $(BENCH_VENV)/.installed-stamp
+BENCH_CLIENT = bench/out/client
+CC ?= cc
 
-.PHONY: venv test lint demo bench bench-smoke clean distclean
+.PHONY: venv test lint demo bench bench-quick bench-smoke clean distclean
 
 venv: $(STAMP)
 
@@ -16,21 +22,36 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -e '.[test,dev,redis]'
 	touch $@
 
-test: $(STAMP) lint
+# bench-smoke first, so that pytest's summary is the last thing CI prints.
+test: $(STAMP) lint bench-smoke
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check sse_kit tests
+	$(BIN)/ruff check sse_kit tests bench
 	$(BIN)/mypy
 
 demo: $(STAMP)
 	$(BIN)/gunicorn -k gthread --threads 64 -w 1 -c sse_kit/demo/gunicorn_conf.py \
 		-b 127.0.0.1:8000 'sse_kit.demo.app:create_app()'
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+$(BENCH_STAMP): bench/requirements.txt setup.cfg pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -e . -r bench/requirements.txt
+	touch $@
 
-bench-smoke: $(STAMP)
+$(BENCH_CLIENT): bench/client.c
+	mkdir -p bench/out
+	$(CC) -O2 -Wall -o $@ bench/client.c
+
+# Every system, every scenario; writes docs/benchmarks.md (~15-20 minutes).
+bench: $(BENCH_STAMP) $(BENCH_CLIENT)
+	ulimit -n $$(ulimit -Hn); $(BENCH_VENV)/bin/python -m bench
+
+bench-quick: $(BENCH_STAMP) $(BENCH_CLIENT)
+	ulimit -n $$(ulimit -Hn); $(BENCH_VENV)/bin/python -m bench --quick
+
+# sse_kit and the hand-rolled pattern only (no peer to install); < 1 minute.
+bench-smoke: $(STAMP) $(BENCH_CLIENT)
 	$(BIN)/python -m bench --smoke
 
 clean:
@@ -38,4 +59,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(BENCH_VENV)

@@ -1,0 +1,1 @@
+"""Side-by-side benchmark of sse_kit and its peers; run `python -m bench --help`."""

@@ -1,0 +1,143 @@
+"""``python -m bench``: sse_kit against its peers, side by side, one command.
+
+Modes (time-bounded, fully automatic):
+
+* default (``make bench``): every available system, 100 / 1,000 / 10,000 streams,
+  the issue's target rates plus a coarse ramp; writes ``docs/benchmarks.md`` and
+  ``docs/benchmarks.png`` (~15-20 minutes);
+* ``--quick``: the same systems, fewer and shorter steps, no 10,000 (~4 minutes);
+  writes ``bench/out/quick.md``;
+* ``--smoke`` (``make bench-smoke``, CI): sse_kit and the hand-rolled pattern only
+  (no extra package), 20 streams, two short steps; proves the harness works and
+  fails if a stream loses an event (< 1 minute); writes ``bench/out/smoke.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import micro, report
+from bench.runner import Step, session
+from bench.systems import ROOT, SYSTEMS
+
+OUT = ROOT / "bench" / "out"
+CLIENT_SOURCE = ROOT / "bench" / "client.c"
+CLIENT = OUT / "client"
+
+# (streams, rates to try in order, rates run even after a failure)
+FULL = [
+    (100, [100, 200, 500, 1000, 2000, 4000], set()),
+    (1000, [10, 50, 100, 200, 400], {10, 50}),
+    (10000, [5, 10, 20, 40], {5}),
+]
+QUICK = [
+    (100, [200, 1000], set()),
+    (1000, [10, 50], {10, 50}),
+]
+SMOKE = [(20, [20, 100], {20, 100})]
+
+
+def build_client() -> Path:
+    """Compile the C load generator if it is missing or older than its source."""
+    if not CLIENT.exists() or CLIENT.stat().st_mtime < CLIENT_SOURCE.stat().st_mtime:
+        OUT.mkdir(parents=True, exist_ok=True)
+        cc = os.environ.get("CC") or shutil.which("cc") or "gcc"
+        subprocess.run([cc, "-O2", "-o", str(CLIENT), str(CLIENT_SOURCE)], check=True)
+    return CLIENT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_true", help="CI check of the harness (< 1 min)")
+    mode.add_argument("--quick", action="store_true", help="fewer, shorter steps (~4 min)")
+    parser.add_argument("--systems", help="comma-separated subset of: " + ", ".join(SYSTEMS))
+    parser.add_argument("--streams", help="comma-separated subset of the plan's stream counts")
+    parser.add_argument("--seconds", type=float, help="publishing time per step")
+    parser.add_argument("--out", type=Path, help="markdown report path")
+    args = parser.parse_args(argv)
+
+    kind = "smoke" if args.smoke else "quick" if args.quick else "full"
+    plan = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[kind]
+    if args.streams:
+        wanted = {int(n) for n in args.streams.split(",")}
+        plan = [p for p in plan if p[0] in wanted]
+    seconds = args.seconds or {"smoke": 2.0, "quick": 3.0, "full": 8.0}[kind]
+    default_systems = (["sse_kit", "handrolled"] if kind == "smoke" else
+                       ["sse_kit", "starlette", "flask_sse", "handrolled"])
+    names = args.systems.split(",") if args.systems else default_systems
+    out = args.out or (ROOT / "docs" / "benchmarks.md" if kind == "full" else OUT / f"{kind}.md")
+
+    if shutil.which("taskset") is None:
+        print("bench: taskset (util-linux) is required for CPU pinning", file=sys.stderr)
+        return 2
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers
+    if max(n for n, _, _ in plan) + 100 > hard:
+        print(f"bench: the fd limit ({hard}) is too low for {max(n for n, _, _ in plan)} "
+              "streams; raise `ulimit -Hn`", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {1})  # the publisher runs here, beside the load generator
+    client = build_client()
+    OUT.mkdir(parents=True, exist_ok=True)
+    info = report.machine()
+    started = time.monotonic()
+    print(f"bench ({kind}): load average {info['load']}", flush=True)
+
+    steps: list[Step] = []
+    for name in names:
+        system = SYSTEMS[name]
+        why = system.available()
+        if why is not None:
+            print(f"bench: skipping {name}: {why}", flush=True)
+            continue
+        for streams, rates, must in plan:
+            if name == "sse_kit_queue" and streams != 1000:
+                continue
+            try:
+                steps += session(system, streams, rates, seconds=seconds, client_binary=client,
+                                 log_dir=OUT, must_run=must)
+            except (RuntimeError, TimeoutError) as exc:
+                print(f"  {name} with {streams} streams failed: {exc}", flush=True)
+
+    routing = micro.run(broadcasts=2000 if kind == "smoke" else 20_000)
+    print(f"routing cost (µs/broadcast): {routing}", flush=True)
+    chart = out.with_suffix(".png")
+    has_chart = kind != "smoke" and report.plot(chart, steps, 100.0)
+    report.write(out, steps, micro=routing, info=info,
+                 load_after=" / ".join(f"{x:.2f}" for x in os.getloadavg()), mode=kind,
+                 seconds=seconds, p99_limit_ms=100.0, chart=chart if has_chart else None,
+                 elapsed_s=time.monotonic() - started)
+    (OUT / f"{kind}.json").write_text(json.dumps(
+        {"info": info, "routing": routing, "steps": report.to_json(steps)}, indent=1))
+    print(f"bench: wrote {out} in {(time.monotonic() - started) / 60:.1f} min", flush=True)
+
+    if kind == "smoke":
+        return smoke_verdict(steps, names)
+    return 0
+
+
+def smoke_verdict(steps: list[Step], names: list[str]) -> int:
+    """The smoke run fails if a system did not run or a stream lost an event."""
+    problems = [f"{name}: no step ran" for name in names
+                if not any(s.system == name for s in steps)]
+    for s in steps:
+        if s.received == 0 or s.gaps or s.delivered_ratio < 0.99:
+            problems.append(f"{s.system} at {s.rate:g}/s: {s.received}/{s.expected} "
+                            f"delivered, {s.gaps} gaps")
+    for p in problems:
+        print(f"bench-smoke: FAIL {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

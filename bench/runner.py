@@ -1,0 +1,279 @@
+"""One session: a system with N open streams, driven through a list of publish rates.
+
+The publisher is open-loop: event ``k`` of a step is *scheduled* at
+``t0 + k / rate`` and carries that time, so a publisher held up by a slow
+``POST /publish`` shows as latency instead of hiding it. Every step is measured by
+the C client (latency, gaps, its own CPU) and by /proc (the server's CPU).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.systems import HOST, Server, System
+
+PAD = 48  # data bytes after the stamp: events are ~100 bytes on the wire
+CLIENT_CPU_LIMIT = 0.70  # a step whose client used more of its core is invalid
+DRAIN = 2.0  # seconds after the last publish before a step is closed
+MAX_BATCH = 200  # events in one POST when the publisher is behind
+
+
+@dataclass
+class Step:
+    system: str
+    streams: int
+    rate: float  # broadcasts per second offered
+    seconds: float
+    published: int
+    expected: int
+    received: int
+    gaps: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    server_cpu_s: float
+    server_cpu_pct: float
+    client_cpu_pct: float
+    publisher_lag_ms: float  # how far behind schedule the publisher fell, at worst
+    rss_per_stream_kib: float
+    threads: int
+    alive: int
+    fast_share: float | None = None  # sse_kit: share of deliveries written on the fast path
+
+    @property
+    def offered(self) -> float:
+        return self.rate * self.streams
+
+    @property
+    def delivered_per_s(self) -> float:
+        return self.received / self.seconds
+
+    @property
+    def delivered_ratio(self) -> float:
+        return self.received / self.expected if self.expected else 0.0
+
+    @property
+    def us_per_delivery(self) -> float:
+        return 1e6 * self.server_cpu_s / self.received if self.received else float("inf")
+
+    @property
+    def valid(self) -> bool:
+        return self.client_cpu_pct <= 100 * CLIENT_CPU_LIMIT
+
+    def ok(self, p99_limit_ms: float = 100.0) -> bool:
+        """Met the ramp's bar: p99 within the limit, >= 99% delivered, no gap."""
+        return self.p99_ms <= p99_limit_ms and self.delivered_ratio >= 0.99 and self.gaps == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(offered=self.offered, delivered_per_s=self.delivered_per_s,
+                 delivered_ratio=self.delivered_ratio, us_per_delivery=self.us_per_delivery,
+                 valid=self.valid)
+        return d
+
+
+class Publisher:
+    """POSTs stamped events at a fixed schedule over one keep-alive connection.
+
+    Open loop: when the publisher is behind (a POST took longer than the gap to
+    the next event), every event already due goes in the next POST, one per line,
+    each with its own scheduled time; the server publishes them one by one.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        self.seq = 0
+
+    def run(self, rate: float, seconds: float) -> tuple[int, int, float]:
+        """Publish for *seconds*; return (first seq, last seq, worst lag in s)."""
+        first = self.seq
+        n = max(1, round(rate * seconds))
+        t0 = time.time() + 0.05
+        lag = 0.0
+        k = 0
+        while k < n:
+            delay = t0 + k / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                lag = max(lag, -delay)
+            now = time.time()
+            lines = []
+            while k < n and t0 + k / rate <= now and len(lines) < MAX_BATCH:
+                lines.append(f"B {self.seq} {int((t0 + k / rate) * 1e6)} " + "p" * PAD)
+                self.seq += 1
+                k += 1
+            self.conn.request("POST", "/publish", "\n".join(lines).encode(),
+                              {"Content-Type": "text/plain; charset=utf-8"})
+            response = self.conn.getresponse()
+            response.read()
+            if response.status >= 300:
+                raise RuntimeError(f"publish answered {response.status}")
+        return first, self.seq - 1, lag
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Client:
+    """The C load generator, pinned to the other CPU."""
+
+    def __init__(self, binary: Path, port: int, streams: int, cpu: str) -> None:
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", cpu, str(binary), HOST, str(port), "/events/", str(streams)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )  # fmt: skip
+        self._lines: list[str] = []
+        self._cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cv:
+                self._lines.append(line)
+                self._cv.notify_all()
+        with self._cv:
+            self._lines.append("")  # EOF marker
+            self._cv.notify_all()
+
+    def answer(self, timeout: float) -> dict[str, Any]:
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._lines, timeout):
+                raise TimeoutError("the load generator did not answer")
+            line = self._lines.pop(0)
+        if not line:
+            raise RuntimeError(f"the load generator exited ({self.proc.poll()})")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        try:
+            self.send("QUIT")
+            self.proc.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def session(
+    system: System,
+    streams: int,
+    rates: list[float],
+    *,
+    seconds: float,
+    client_binary: Path,
+    log_dir: Path,
+    must_run: set[float],
+    p99_limit_ms: float = 100.0,
+    progress: Any = print,
+) -> list[Step]:
+    """Open *streams* streams on *system* and run each rate in turn.
+
+    Rates are tried in order; after the first failing one, only rates in
+    *must_run* (the targets) are still run.
+    """
+    server = Server(system, streams, log_dir / f"{system.name}-{streams}.log")
+    steps: list[Step] = []
+    client = publisher = None
+    try:
+        time.sleep(0.5)
+        base = procs.usage(server.pids)
+        client = Client(client_binary, server.port, streams, "1")
+        ready = client.answer(timeout=max(60.0, streams / 100))
+        if ready["failed"]:
+            raise RuntimeError(f"{ready['failed']} of {streams} streams failed to open")
+        deadline = time.monotonic() + 60
+        while (server.get("/count") or "0").strip() != str(streams):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server counts {server.get('/count')} streams, not {streams}")
+            time.sleep(0.2)
+        time.sleep(1.0)
+        idle = procs.usage(server.pids)
+        rss_per_stream = max(0, idle.rss_kib - base.rss_kib) / streams
+        progress(f"  {system.name} {streams} streams open in {ready['seconds']:.1f}s,"
+                 f" {rss_per_stream:.1f} KiB/stream, {idle.threads} threads")
+        publisher = Publisher(server.port)
+        failed = False
+        for rate in rates:
+            if failed and rate not in must_run:
+                continue
+            first = publisher.seq
+            counters0 = _counters(server)
+            client.send(f"START {first}")
+            time.sleep(0.05)
+            before = procs.usage(server.pids)
+            wall0 = time.monotonic()
+            first, last, lag = publisher.run(rate, seconds)
+            time.sleep(DRAIN)
+            after = procs.usage(server.pids)
+            wall = time.monotonic() - wall0
+            counters1 = _counters(server)
+            client.send(f"STOP {last}")
+            r = client.answer(timeout=30)
+            step = Step(
+                system=system.name, streams=streams, rate=rate, seconds=seconds,
+                published=last - first + 1, expected=r["expected"], received=r["received"],
+                gaps=r["gaps"], p50_ms=r["p50_us"] / 1e3, p99_ms=r["p99_us"] / 1e3,
+                p999_ms=r["p999_us"] / 1e3, max_ms=r["max_us"] / 1e3,
+                server_cpu_s=after.cpu_s - before.cpu_s,
+                server_cpu_pct=100 * (after.cpu_s - before.cpu_s) / wall,
+                client_cpu_pct=100 * r["cpu_s"] / max(r["wall_s"], 1e-9),
+                publisher_lag_ms=lag * 1e3, rss_per_stream_kib=rss_per_stream,
+                threads=after.threads, alive=r["alive"],
+                fast_share=_share(counters0, counters1),
+            )  # fmt: skip
+            steps.append(step)
+            progress(
+                f"    {rate:>6g}/s x {streams}: {step.delivered_per_s:>9.0f} deliveries/s"
+                f" ({100 * step.delivered_ratio:.1f}%), p99 {step.p99_ms:.1f} ms,"
+                f" {step.us_per_delivery:.1f} us/delivery, server {step.server_cpu_pct:.0f}%"
+                f" client {step.client_cpu_pct:.0f}%"
+                + ("" if step.fast_share is None else f" fast {100 * step.fast_share:.0f}%")
+                + ("" if step.ok(p99_limit_ms) else "  FAIL")
+            )
+            if not step.ok(p99_limit_ms):
+                failed = True
+                _settle(client, server)
+    finally:
+        if publisher is not None:
+            publisher.close()
+        if client is not None:
+            client.close()
+        server.close()
+    return steps
+
+
+def _counters(server: Server) -> dict[str, int] | None:
+    """sse_kit's hub.stats(), or None for the peers (no /stats route)."""
+    if not server.system.name.startswith("sse_kit"):
+        return None
+    text = server.get("/stats")
+    return json.loads(text) if text else None
+
+
+def _share(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:
+    if before is None or after is None:
+        return None
+    fast = after["fast_writes"] - before["fast_writes"]
+    total = fast + after["queued_writes"] - before["queued_writes"]
+    return fast / total if total else None
+
+
+def _settle(client: Client, server: Server) -> None:
+    """After an overloaded step, let the backlog drain (bounded) before the next."""
+    time.sleep(3.0)

@@ -1,0 +1,174 @@
+"""How each system under test is started: command line, environment, helpers."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_CPU = "0"  # taskset CPU list for the system under test (and its Redis)
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _gunicorn(worker: str, app: str, port: int, streams: int, conf: str | None) -> list[str]:
+    argv = [
+        sys.executable, "-m", "gunicorn", "-w", "1", "-k", worker,
+        "-b", f"{HOST}:{port}", "--backlog", "4096", "--log-level", "warning",
+        "--worker-connections", str(max(1000, 2 * streams)), "--timeout", "120",
+        "--graceful-timeout", "3", "--keep-alive", "30",
+    ]  # fmt: skip
+    if worker == "gthread":
+        argv += ["--threads", str(streams + 50)]
+    if conf:
+        argv += ["-c", conf]
+    return [*argv, app]
+
+
+@dataclass
+class System:
+    """One system under test."""
+
+    name: str  # key used on the command line and in results
+    label: str  # how the report names it
+    packages: Sequence[str]  # modules it needs (a missing one skips the system)
+    needs_redis: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    def available(self) -> str | None:
+        """None if it can run here, else why not."""
+        for module in self.packages:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed (make bench installs the peers)"
+        if self.needs_redis and shutil.which("redis-server") is None:
+            return "redis-server is not on PATH"
+        return None
+
+    def argv(self, port: int, streams: int) -> list[str]:
+        if self.name.startswith("sse_kit"):
+            return _gunicorn("gthread", "bench.apps.sse_kit_app:create_app()", port, streams,
+                             "bench/apps/sse_kit_gunicorn.py")
+        if self.name == "handrolled":
+            return _gunicorn("gthread", "bench.apps.handrolled_app:app", port, streams, None)
+        if self.name == "flask_sse":
+            return _gunicorn("gevent", "bench.apps.flask_sse_app:app", port, streams, None)
+        if self.name == "starlette":
+            return [
+                sys.executable, "-m", "uvicorn", "bench.apps.starlette_app:app",
+                "--host", HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                "--backlog", "4096", "--log-level", "warning", "--no-access-log",
+                "--timeout-keep-alive", "30",
+            ]  # fmt: skip
+        raise ValueError(self.name)
+
+
+SYSTEMS = {
+    s.name: s
+    for s in (
+        System("sse_kit", "sse_kit (gunicorn gthread)", ["flask", "gunicorn", "sse_kit"]),
+        System(
+            "starlette",
+            "sse-starlette + uvicorn",
+            ["sse_starlette", "uvicorn", "uvloop", "httptools"],
+        ),
+        System(
+            "flask_sse",
+            "flask-sse + Redis (gunicorn gevent)",
+            ["flask_sse", "gevent", "redis"],
+            needs_redis=True,
+        ),
+        System("handrolled", "hand-rolled Flask queue.Queue (gthread)", ["flask", "gunicorn"]),
+        System(
+            "sse_kit_queue",
+            "sse_kit, fast path off",
+            ["flask", "gunicorn", "sse_kit"],
+            env={"SSE_FAST_PATH": "0"},
+        ),
+    )
+}
+
+
+class Server:
+    """A running system under test, pinned to SERVER_CPU (with its Redis if any)."""
+
+    def __init__(self, system: System, streams: int, log: Path) -> None:
+        self.system = system
+        self.port = free_port()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._log = log.open("ab")
+        env = {**os.environ, **system.env, "PYTHONPATH": str(ROOT)}
+        if system.needs_redis:
+            redis_port = free_port()
+            self.procs.append(self._spawn([
+                "redis-server", "--port", str(redis_port), "--bind", HOST, "--save", "",
+                "--appendonly", "no", "--maxclients", str(streams + 1000),
+            ], env))  # fmt: skip
+            env["REDIS_URL"] = f"redis://{HOST}:{redis_port}/0"
+            self._wait(lambda: self._redis_ping(redis_port))
+        self.procs.append(self._spawn(system.argv(self.port, streams), env))
+        self._wait(lambda: self.get("/count") is not None)
+
+    def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *argv], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def _wait(self, ready: object, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():  # type: ignore[operator]
+            if any(p.poll() is not None for p in self.procs):
+                raise RuntimeError(f"{self.system.name} exited; see {self._log.name}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.system.name} not ready; see {self._log.name}")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _redis_ping(port: int) -> bool:
+        try:
+            with socket.create_connection((HOST, port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def get(self, path: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{self.port}{path}", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            return None
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, 15)
+                except ProcessLookupError:
+                    continue
+        for p in reversed(self.procs):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)
+                p.wait()
+        self._log.close()
