@@ -8,12 +8,16 @@ response holds its worker thread until the stream ends, so under gunicorn:
 * on ``SIGTERM``/``SIGINT``/``SIGQUIT`` the worker stops its hub *first*, which
   ends every stream at once, so the worker exits promptly instead of waiting out
   ``graceful_timeout`` for streams that would never end;
-* ``worker_exit`` stops the hub for good.
+* ``worker_exit`` stops the hub for good;
+* ``child_exit`` (in the master) forgets a dead worker's live Prometheus gauges
+  when ``PROMETHEUS_MULTIPROC_DIR`` is set (see :mod:`sse_kit.prometheus`).
 
 Use them from a gunicorn config file::
 
     # gunicorn.conf.py
-    from sse_kit.gunicorn import post_fork, post_worker_init, worker_exit  # noqa: F401
+    from sse_kit.gunicorn import (  # noqa: F401
+        child_exit, post_fork, post_worker_init, worker_exit,
+    )
 
     worker_class = "gthread"
     threads = 64
@@ -26,6 +30,7 @@ blueprint (``app.extensions["sse_kit"]``), or any WSGI callable with an
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Callable
 from types import FrameType
@@ -33,7 +38,7 @@ from typing import Any
 
 from ._hub import Hub
 
-__all__ = ["find_hubs", "post_fork", "post_worker_init", "sizing", "worker_exit"]
+__all__ = ["child_exit", "find_hubs", "post_fork", "post_worker_init", "sizing", "worker_exit"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,15 @@ def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn hook: stop this worker's hubs."""
     for hub in getattr(worker, "sse_kit_hubs", None) or []:
         hub.stop()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook (master): in Prometheus multiprocess mode, drop the dead
+    worker's live gauges so ``sse_kit_clients`` stops counting its streams."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from .prometheus import mark_worker_dead  # the optional extra, only when used
+
+        mark_worker_dead(worker.pid)
 
 
 def sizing(max_streams: int, *, other_requests: int = 8) -> dict[str, int]:
