@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Literal
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -42,7 +42,8 @@ __all__ = ["CONTENT_TYPE", "HubMetrics", "mark_worker_dead", "multiprocess_dir"]
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST  # of the text rendered by HubMetrics.render()
 NAMESPACE: Final = "sse_kit"
 # How each gauge is combined across workers in multiprocess mode (see the module doc).
-GAUGE_MODES: Final[Mapping[str, str]] = {
+_Mode = Literal["livesum", "max", "livemax"]
+GAUGE_MODES: Final[Mapping[str, _Mode]] = {
     "clients": "livesum",
     "queue_high_water": "max",
     "backplane_lag_seconds": "livemax",
@@ -58,7 +59,7 @@ def multiprocess_dir() -> str | None:
 def mark_worker_dead(pid: int) -> None:
     """Forget a dead worker's live gauges (a no-op outside multiprocess mode)."""
     if multiprocess_dir() is not None:
-        _multiprocess.mark_process_dead(pid)
+        _multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class HubMetrics:
@@ -106,5 +107,5 @@ class HubMetrics:
         if multiprocess_dir() is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        _multiprocess.MultiProcessCollector(registry)
+        _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)

@@ -81,8 +81,8 @@ class Browser:
             except WebDriverException as exc:
                 seen = f"<unavailable: {exc.msg}>"
             if len(seen) > _SEEN_CHARS:
-            seen = f"... {seen[-_SEEN_CHARS:]}"
-        return f"{what or expression}; the page saw: {seen}"
+                seen = f"... {seen[-_SEEN_CHARS:]}"
+            return f"{what or expression}; the page saw: {seen}"
 
         return wait_for(lambda: self.js(f"return ({expression});"), timeout=timeout,
                         interval=0.02, message=state)
