@@ -79,3 +79,15 @@ def test_a_dropped_response_is_unregistered_when_collected(hub: Hub) -> None:
     serve_sse(hub, environ(), "c")
     gc.collect()
     wait_for(lambda: hub.get_client_count() == 0, message="the client to be unregistered")
+
+
+def test_events_queued_while_the_stream_writes_go_out_in_one_chunk(hub: Hub) -> None:
+    response = serve_sse(hub, environ(), "c")
+    chunks = iter(response.response)
+    next(chunks)  # the connected event
+    for i in range(5):
+        hub.broadcast_to_pattern("c", str(i))
+    hub.flush()
+    chunk = next(chunks)
+    assert [e.data for e in SSEDecoder().feed(chunk)] == ["0", "1", "2", "3", "4"]
+    response.close()
