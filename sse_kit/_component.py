@@ -34,7 +34,8 @@ class Description:
     name: str
     type: str
     details: str
-    metrics: Mapping[str, float] = field(default_factory=dict)
+    # A snapshot: two descriptions of one component are equal whatever the numbers.
+    metrics: Mapping[str, float] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from sse_kit import Component, Hub
+from sse_kit import Hub
 from sse_kit._stats import COUNTERS, GAUGES, Counters
 from tests._live import wait_for
 from tests._streams import Reader
@@ -83,21 +83,3 @@ def test_the_hub_counts_clients_queue_depth_and_resumes() -> None:
         assert s["delivered"] == 20
         again.close()
 
-
-def test_component_describe_and_health_report_the_same_numbers() -> None:
-    hub = Hub()
-    component = Component(hub, path="/events")
-    assert not component.health().healthy
-    component.start()
-    try:
-        hub.broadcast_to_pattern("*", "x")
-        hub.flush()
-        described, health = component.describe(), component.health()
-        assert (described.name, described.type, described.details) == (
-            "SSE Hub", "sse", "Path: /events")
-        assert described.metrics == health.details == hub.stats()
-        assert health.healthy and health.details["published"] == 1
-        assert health.message.startswith("0 client(s) connected; 1 published")
-    finally:
-        component.stop()
-    assert component.health().status == "unhealthy"
