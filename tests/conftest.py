@@ -110,8 +110,9 @@ def redis_server(
 
 
 @pytest.fixture
-def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Browser]]:
-    """Factory: ``browser()`` -> a new headless Chromium window (quit after the test).
+def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Browser]]:
+    """Factory: ``browser(**options)`` -> a new headless Chromium window, quit after
+    the test; ``options`` are :class:`tests._browser.Browser`'s (``size``).
 
     Fails (never skips) the test when Chromium or its driver is not installed.
     """
@@ -122,12 +123,12 @@ def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
     count = 0
     with contextlib.ExitStack() as cleanup:
 
-        def start() -> Browser:
+        def start(**options: Any) -> Browser:
             nonlocal count
             profile = tmp_path / f"chromium-{count}"
             profile.mkdir()
             count += 1
-            window = Browser(profile)
+            window = Browser(profile, **options)
             cleanup.callback(window.close)
             return window
 

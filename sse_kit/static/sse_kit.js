@@ -59,6 +59,8 @@
    *     because the hub is full) the browser gives up for good; this helper then
    *     opens a new EventSource after a back-off, resuming with last_event_id.
    *   minRetryDelay (1000) / maxRetryDelay (30000): that back-off, in ms.
+   *   lastEventId (""): resume from this event ID (e.g. one kept from an earlier
+   *     stream); sent as the last_event_id query parameter.
    *   EventSource (globalThis.EventSource): the class to use (for tests).
    */
   class Stream {
@@ -81,7 +83,7 @@
       this.options = opts;
       this.state = CONNECTING;
       this.clientId = null; // from the `connected` event
-      this.lastEventId = ""; // the newest event ID seen, sent when resuming
+      this.lastEventId = opts.lastEventId || ""; // the newest event ID seen, sent when resuming
       this._handlers = new Map(); // type -> Set of functions
       this._stateHandlers = new Set();
       this._source = null;
@@ -90,7 +92,7 @@
       this.on(CONNECTED, (data) => {
         this.clientId = data && typeof data === "object" ? data.client_id || null : null;
       });
-      this._open(url);
+      this._open(this.lastEventId ? withLastEventId(url, this.lastEventId) : url);
     }
 
     /** Call fn(data, event) for every event of `type` ("message" for untyped ones). */
@@ -161,7 +163,8 @@
 
     _listen(source, type) {
       source.addEventListener(type, (ev) => {
-        if (source !== this._source) return;
+        // Only server events: EventSource also fires a data-less "error" on a lost connection.
+        if (source !== this._source || typeof ev.data !== "string") return;
         if (ev.lastEventId) this.lastEventId = ev.lastEventId;
         const data = this.options.json ? parseData(ev.data) : ev.data;
         for (const fn of Array.from(this._handlers.get(type) || [])) {
