@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Stream"]
 
-log = logging.getLogger("sse_kit")
+log = logging.getLogger(__name__)
 
 _DONE: Final = b""  # returned by _next_chunk when nothing more will be written
 _GONE: Final = "client gone"  # end reason when the server closed the response, not the hub

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 from sse_kit import Hub
 from sse_kit._stats import COUNTERS, GAUGES, Counters
-from tests._live import wait_for
+from tests._live import REPO_ROOT, wait_for
 from tests._streams import Reader
 
 
@@ -83,3 +84,17 @@ def test_the_hub_counts_clients_queue_depth_and_resumes() -> None:
         assert s["delivered"] == 20
         again.close()
 
+
+
+def test_the_operations_page_lists_every_metric_as_the_code_does() -> None:
+    from sse_kit.prometheus import GAUGE_MODES
+
+    page = (REPO_ROOT / "docs" / "operations.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| (counter|gauge) \| `(\w+)` \| (\w+) \| (.+) \|$", page,
+                      re.MULTILINE)
+    documented = {name: (kind, prom, mode, meaning) for name, kind, prom, mode, meaning in rows}
+    expected = {
+        **{n: ("counter", f"sse_kit_{n}_total", "sum", m) for n, m in COUNTERS.items()},
+        **{n: ("gauge", f"sse_kit_{n}", GAUGE_MODES[n], m) for n, m in GAUGES.items()},
+    }
+    assert documented == expected
