@@ -86,14 +86,12 @@ class Stream:
         self._events = len(reg.resume.frames)  # events written (replayed ones included)
         self._bytes = 0
         self._end: str = _GONE  # why the stream ended; _GONE until the hub says otherwise
+        # (The hub counted the connect, resume or reset when it registered the client.)
         if reg.resume.reset is not None:
-            hub.counters.add_many(connects=1, resets=1)
             how = f"reset ({reg.resume.reset})"
         elif reg.client.last_event_id is not None:
-            hub.counters.add_many(connects=1, resumed=1, replayed=len(reg.resume.frames))
             how = f"resumed, {len(reg.resume.frames)} replayed"
         else:
-            hub.counters.add("connects")
             how = "new"
         log.info("sse_kit: client %r connected: %s (%d open)", reg.client.id, how,
                  hub.get_client_count())
