@@ -35,7 +35,7 @@ class Description:
     type: str
     details: str
     # A snapshot: two descriptions of one component are equal whatever the numbers.
-    metrics: Mapping[str, float] = field(default_factory=dict, compare=False)
+    metrics: Mapping[str, int] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

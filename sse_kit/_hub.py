@@ -446,11 +446,10 @@ class Hub:
         compiled = compile_pattern(pattern)
         return self._call(lambda: list(self._index.match(compiled)), [])
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> dict[str, int]:
         """This process's metrics: the counters since the hub was created, and the
         gauges, ``clients`` (open streams now) among them. Every name is listed,
-        with its meaning, in ``docs/operations.md``; all are ints except
-        ``backplane_lag_seconds``."""
+        with its meaning, in ``docs/operations.md``."""
         snapshot = self.counters.snapshot()
         snapshot["clients"] = self.get_client_count()
         return snapshot

@@ -35,18 +35,21 @@ COUNTERS: Final[Mapping[str, str]] = {
     "replayed": "Events written from history to resuming streams.",
     "resets": "Streams sent a reset event (their Last-Event-ID could not be resumed).",
     "keepalives": "Keep-alive comments written.",
-    "backplane_reconnects": "Times the backplane re-established its broker connection.",
+    "backplane_published": "Broadcasts this hub appended to the backplane's log.",
+    "backplane_errors": "Failed backplane operations (a publish, a read, a reconnect attempt).",
+    "backplane_reconnects": "Times the backplane reader got its connection back after errors.",
+    "backplane_gaps": "Times the backplane's log was lost or trimmed under the reader.",
 }
 
 # Every gauge stats() reports: name -> meaning.
 GAUGES: Final[Mapping[str, str]] = {
     "clients": "Streams open now.",
     "queue_high_water": "Most events ever waiting at once in one stream's outbox.",
-    "backplane_lag_seconds": "Age of the last event the backplane delivered, when it arrived.",
+    "backplane_lag_ms": "Milliseconds from the backplane's log to routing, latest event read.",
 }
 
 # Called with (name, kind, value): kind "inc" adds value, "set" sets it.
-Listener = Callable[[str, str, float], None]
+Listener = Callable[[str, str, int], None]
 
 
 class Counters:
@@ -57,7 +60,7 @@ class Counters:
         # listener calls (which only update in-memory or mmap'd values), never
         # while anything blocks.
         self._lock = threading.Lock()
-        self._values: dict[str, float] = dict.fromkeys([*COUNTERS, *GAUGES], 0)
+        self._values: dict[str, int] = dict.fromkeys([*COUNTERS, *GAUGES], 0)
         self._listeners: tuple[Listener, ...] = ()
 
     def add(self, name: str, n: int = 1) -> None:
@@ -76,14 +79,14 @@ class Counters:
                     for listener in self._listeners:
                         listener(name, "inc", n)
 
-    def set(self, name: str, value: float) -> None:
+    def set(self, name: str, value: int) -> None:
         """Set gauge *name* to *value*."""
         with self._lock:
             self._values[name] = value
             for listener in self._listeners:
                 listener(name, "set", value)
 
-    def observe_max(self, name: str, value: float) -> None:
+    def observe_max(self, name: str, value: int) -> None:
         """Raise gauge *name* to *value* if it is higher (a high-water mark)."""
         if value <= self._values[name]:  # racy read is fine: re-checked under the lock
             return
@@ -109,7 +112,7 @@ class Counters:
                     listener(name, "inc", value)
             self._listeners = (*self._listeners, listener)
 
-    def snapshot(self) -> dict[str, float]:
+    def snapshot(self) -> dict[str, int]:
         """A consistent copy of every counter and gauge."""
         with self._lock:
             return dict(self._values)

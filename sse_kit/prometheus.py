@@ -13,9 +13,9 @@ must be in the environment before ``prometheus_client`` is imported). Every
 worker then writes its values to files there, and a scrape served by any worker
 adds them up: counters are summed over every worker that ever ran, ``clients``
 over the live workers (``livesum``), ``queue_high_water`` is the maximum over all
-(``max``) and ``backplane_lag_seconds`` over the live ones (``livemax``). Add
-:func:`sse_kit.gunicorn.child_exit` to the gunicorn config so a dead worker's
-live gauges are removed.
+(``max``) and the backplane lag the maximum over the live ones (``livemax``).
+Add :func:`sse_kit.gunicorn.child_exit` to the gunicorn config so a dead
+worker's live gauges are removed.
 """
 
 from __future__ import annotations
@@ -46,7 +46,11 @@ _Mode = Literal["livesum", "max", "livemax"]
 GAUGE_MODES: Final[Mapping[str, _Mode]] = {
     "clients": "livesum",
     "queue_high_water": "max",
-    "backplane_lag_seconds": "livemax",
+    "backplane_lag_ms": "livemax",
+}
+# Gauges exposed under another name and unit: stats name -> (Prometheus name, factor).
+CONVERTED: Final[Mapping[str, tuple[str, float]]] = {
+    "backplane_lag_ms": ("backplane_lag_seconds", 0.001),
 }
 _ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -65,8 +69,10 @@ def mark_worker_dead(pid: int) -> None:
 class HubMetrics:
     """A hub's metrics as ``prometheus_client`` metrics named ``sse_kit_*``.
 
-    Counters become ``sse_kit_<name>_total``; gauges ``sse_kit_<name>``. Every
-    series carries a ``hub`` label so two hubs in one app stay apart.
+    Counters become ``sse_kit_<name>_total``; gauges ``sse_kit_<name>``, except
+    ``backplane_lag_ms``, exposed in seconds as ``sse_kit_backplane_lag_seconds``
+    (Prometheus' base unit). Every series carries a ``hub`` label so two hubs in
+    one app stay apart.
 
     :param hub: the hub to observe; its current values are taken over at once.
     :param hub_label: the ``hub`` label's value (the blueprint passes its name).
@@ -89,17 +95,19 @@ class HubMetrics:
             for name, meaning in COUNTERS.items()
         }
         self._gauges = {
-            name: Gauge(name, meaning, ["hub"], namespace=NAMESPACE, registry=self.registry,
+            name: Gauge(CONVERTED.get(name, (name, 1.0))[0], meaning, ["hub"],
+                        namespace=NAMESPACE, registry=self.registry,
                         multiprocess_mode=GAUGE_MODES.get(name, "livesum")).labels(hub_label)
             for name, meaning in GAUGES.items()
         }
+        self._factors = {name: factor for name, (_, factor) in CONVERTED.items()}
         hub.counters.listen(self._mirror)
 
-    def _mirror(self, name: str, kind: str, value: float) -> None:
+    def _mirror(self, name: str, kind: str, value: int) -> None:
         if kind == "inc":
             self._counters[name].inc(value)
         else:
-            self._gauges[name].set(value)
+            self._gauges[name].set(value * self._factors.get(name, 1))
 
     def render(self) -> bytes:
         """The metrics in the Prometheus text format (:data:`CONTENT_TYPE`): this

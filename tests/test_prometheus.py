@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sse_kit import Hub
 from sse_kit._stats import COUNTERS, GAUGES
 from sse_kit.flask import create_blueprint
-from sse_kit.prometheus import CONTENT_TYPE, HubMetrics
+from sse_kit.prometheus import CONTENT_TYPE, CONVERTED, HubMetrics
 from tests._streams import Reader
 
 
@@ -45,7 +45,8 @@ def test_every_metric_is_exposed_with_the_hubs_value(hub: Hub) -> None:
     for name in COUNTERS:
         assert samples[f"sse_kit_{name}_total{{main}}"] == stats[name], name
     for name in GAUGES:
-        assert samples[f"sse_kit_{name}{{main}}"] == stats[name], name
+        if name not in CONVERTED:
+            assert samples[f"sse_kit_{name}{{main}}"] == stats[name], name
     assert samples["sse_kit_published_total{main}"] == 6
     assert samples["sse_kit_connects_total{main}"] == 1
     assert samples["sse_kit_delivered_total{main}"] + stats["slow_disconnects"] >= 1
@@ -77,3 +78,10 @@ def test_the_blueprint_serves_metrics_only_when_asked(hub: Hub) -> None:
     assert scrape(r.data)["sse_kit_published_total{sse}"] == 1
     assert client.get("/quiet/metrics").status_code == 404
 
+
+
+def test_the_backplane_lag_is_exposed_in_seconds(hub: Hub) -> None:
+    metrics = HubMetrics(hub)
+    hub.counters.set("backplane_lag_ms", 1500)
+    assert scrape(metrics.render())["sse_kit_backplane_lag_seconds{sse}"] == 1.5
+    assert "sse_kit_backplane_lag_ms" not in metrics.render().decode()

@@ -41,11 +41,11 @@ def test_a_listener_gets_the_current_state_then_every_change_in_order() -> None:
     c.add_many(published=1, delivered=0)
     c.observe_max("queue_high_water", 4)
     c.observe_max("queue_high_water", 1)
-    c.set("backplane_lag_seconds", 0.25)
+    c.set("backplane_lag_ms", 250)
     assert calls == [
         ("published", "inc", 1),
         ("queue_high_water", "set", 4),
-        ("backplane_lag_seconds", "set", 0.25),
+        ("backplane_lag_ms", "set", 250),
     ]
 
 
@@ -87,7 +87,7 @@ def test_the_hub_counts_clients_queue_depth_and_resumes() -> None:
 
 
 def test_the_operations_page_lists_every_metric_as_the_code_does() -> None:
-    from sse_kit.prometheus import GAUGE_MODES
+    from sse_kit.prometheus import CONVERTED, GAUGE_MODES
 
     page = (REPO_ROOT / "docs" / "operations.md").read_text()
     rows = re.findall(r"^\| `(\w+)` \| (counter|gauge) \| `(\w+)` \| (\w+) \| (.+) \|$", page,
@@ -95,6 +95,7 @@ def test_the_operations_page_lists_every_metric_as_the_code_does() -> None:
     documented = {name: (kind, prom, mode, meaning) for name, kind, prom, mode, meaning in rows}
     expected = {
         **{n: ("counter", f"sse_kit_{n}_total", "sum", m) for n, m in COUNTERS.items()},
-        **{n: ("gauge", f"sse_kit_{n}", GAUGE_MODES[n], m) for n, m in GAUGES.items()},
+        **{n: ("gauge", f"sse_kit_{CONVERTED.get(n, (n,))[0]}", GAUGE_MODES[n], m)
+           for n, m in GAUGES.items()},
     }
     assert documented == expected

@@ -168,6 +168,15 @@ def test_the_js_helper_parses_json_routes_types_and_closes(
     """)
     publish(server, "user:1", "again", event="note")
     page.wait_js("window.after.length === 1", what="the second note handler")
+    # off() removes a handler: the next note reaches only the one still on.
+    page.js("""
+        window.removed = [];
+        const gone = (d) => window.removed.push(d);
+        window.stream.on('note', gone).off('note', gone);
+    """)
+    publish(server, "user:1", "once more", event="note")
+    page.wait_js("window.after.length === 2", what="the note after off()")
+    assert page.js("return window.removed") == []
     page.js("window.stream.close()")
     assert page.js("return window.stream.state") == "closed"
     assert page.js("return window.states.slice(-1)[0]") == "closed"

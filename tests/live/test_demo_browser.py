@@ -68,6 +68,8 @@ def test_the_demo_page_charts_jobs_and_lossless_cut(
     page.js("document.getElementById('cut').click()")
     report = page.wait_js("window.demo.lastResume", timeout=20, what="the resume report")
     assert report["exact"] and report["missed"] == [1, 2, 3, 4, 5], report
+    # The browser waited the hub's retry: hint (the demo's 1000 ms) before reconnecting.
+    assert 900 <= report["delayMs"] < 10_000, report
     connected = seen(page, "connected")
     assert len(connected) == 2  # the first connection and the resumed one
     assert seen(page, "reset") == []

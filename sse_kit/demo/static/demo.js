@@ -235,7 +235,8 @@
         (resume.caught === 1 ? "" : "s") + ":",
     );
     $("cut").disabled = false;
-    window.demo.lastResume = { exact: exact, missed: resume.missed.slice(), caught: resume.caught };
+    window.demo.lastResume = { exact: exact, missed: resume.missed.slice(), caught: resume.caught,
+      delayMs: resume.backAt - resume.lostAt };
     resume = null;
   }
 
