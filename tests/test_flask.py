@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask, session
 
+import sse_kit
 from sse_kit import Hub
 from sse_kit._wire import SSEDecoder
 from sse_kit.flask import create_blueprint, get_extension
@@ -97,3 +98,5 @@ def test_the_blueprint_serves_the_js_helper() -> None:
         assert r.status_code == 200 and r.mimetype == "text/javascript"
         assert b"SSEKit" in r.data and r.headers["ETag"]
         assert r.headers["Cache-Control"] == "public, max-age=3600"
+        # The helper's version is the package's: one release, one helper.
+        assert f'version: "{sse_kit.__version__}"'.encode() in r.data
