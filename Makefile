@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 # Touched after a successful install; rebuilt when the packaging files change.
 STAMP = $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo bench bench-smoke browser-deps clean distclean
+.PHONY: screenshot venv test lint demo bench bench-smoke browser-deps clean distclean
 
 venv: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: $(STAMP) browser-deps lint
 	$(BIN)/pytest
+
+# Regenerate docs/demo.png, the README's screenshot of the demo (a browser test takes it).
+screenshot: $(STAMP) browser-deps
+	SSE_KIT_UPDATE_SCREENSHOT=1 $(BIN)/pytest tests/live/test_demo_browser.py
 
 # The browser tests drive Debian's headless Chromium; install it when missing
 # (needs root, as on CI and the dev machines). The tests fail, never skip, without it.
