@@ -152,6 +152,9 @@ class Client:
         # Monotonic time of the last fast-path write; written under _lock, read
         # without it by the stream thread for keep-alive timing (a float read).
         self._last_direct = 0.0
+        # Events and body bytes the hub wrote on the fast path (for the close log).
+        self._direct_events = 0
+        self._direct_bytes = 0
         self._policy: SlowClientPolicy = DROP  # set by the hub on register
 
     @property
@@ -190,12 +193,14 @@ class Client:
         replayed on resume).
 
         :returns: ``False`` when the outbox is full (the client is slow) or the
-            stream has ended; the event was not queued.
+            stream has ended; the event was not queued. A full outbox never ends
+            the stream here, whatever the hub's ``slow_client`` policy: an event
+            sent this way is not in the history, so a resume could not bring it back.
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
         :raises TypeError: if *data* is not str, bytes, dict or list.
         """
-        result = self._offer(encode_fields(data_to_text(data), event=event))
-        return result in (OFFERED, WRITTEN, DEFERRED)
+        frame = encode_fields(data_to_text(data), event=event)
+        return self._offer(frame, may_cut=False) in (OFFERED, WRITTEN, DEFERRED)
 
     def close(self) -> None:
         """End this connection's stream after the events already queued."""
@@ -203,8 +208,11 @@ class Client:
 
     # -- used by the hub and the stream ------------------------------------------
 
-    def _offer(self, frame: bytes, chunk: bytes | None = None) -> int:
+    def _offer(self, frame: bytes, chunk: bytes | None = None, *, may_cut: bool = True) -> int:
         """Queue *frame*, or write it straight to the socket on the fast path.
+
+        A full outbox drops *frame*, or ends the stream under the "disconnect"
+        policy when *may_cut* (the frame is in the history, so a resume brings it).
 
         :param chunk: *frame* already framed as an HTTP chunk (the hub frames a
             broadcast once for all its recipients).
@@ -217,7 +225,7 @@ class Client:
             if sock is not None:
                 return self._write_direct(sock, frame, chunk or frame_chunk(frame))
             if len(self._frames) >= self._buffer:
-                if self._policy == DROP:
+                if self._policy == DROP or not may_cut:
                     return DROPPED
                 self._end = SLOW
                 self._notify()
@@ -239,6 +247,8 @@ class Client:
             return ENDED
         if sent == len(chunk):
             self._last_direct = time.monotonic()
+            self._direct_events += 1
+            self._direct_bytes += len(frame)
             return WRITTEN
         # The socket is full: the stream thread takes over, starting with the rest
         # of this chunk, so the order on the wire stays the order of the offers.

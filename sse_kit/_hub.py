@@ -255,6 +255,7 @@ class Hub:
         self._client_count = 0
         if n:
             self.counters.add("disconnected", n)
+            self.counters.set("clients", 0)
         while True:  # answer whoever is still waiting
             try:
                 op, a, _ = inbox.get_nowait()
@@ -344,9 +345,7 @@ class Hub:
             elif result == DROPPED:
                 dropped += 1
             elif result == CUT:
-                cut += 1
-                log.warning("sse_kit: client %r is too slow; ending its stream to resume later",
-                            client.id)
+                cut += 1  # the stream logs the WARNING: no logging I/O on the hub thread
         self.counters.add_many(
             published=1, delivered=fast + queued + deferred, fast_writes=fast,
             queued_writes=queued + deferred, fast_would_block=deferred,
@@ -390,6 +389,13 @@ class Hub:
                 reg.position = client.last_event_id
         self._index.add(client)
         self._client_count = len(self._index)
+        self.counters.set("clients", self._client_count)
+        if reg.resume.reset is not None:
+            self.counters.add_many(connects=1, resets=1)
+        elif client.last_event_id is not None:
+            self.counters.add_many(connects=1, resumed=1, replayed=len(reg.resume.frames))
+        else:
+            self.counters.add("connects")
         reg.done.set()
 
     def unregister(self, client: Client) -> None:
@@ -402,6 +408,7 @@ class Hub:
         if self._index.remove(client):
             self._client_count = len(self._index)
             self.counters.add("disconnected")
+            self.counters.set("clients", self._client_count)
 
     def disconnect(self, pattern: str) -> int:
         """End the streams of every client whose ID matches *pattern* now.
@@ -463,7 +470,9 @@ class Hub:
         return self._call(lambda: list(self._index.match(compiled)), [])
 
     def stats(self) -> dict[str, int]:
-        """Counters since the hub was created, plus ``clients`` (open streams now)."""
+        """This process's metrics: the counters since the hub was created, and the
+        gauges, ``clients`` (open streams now) among them. Every name is listed,
+        with its meaning, in ``docs/operations.md``."""
         snapshot = self.counters.snapshot()
         snapshot["clients"] = self.get_client_count()
         return snapshot

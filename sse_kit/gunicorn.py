@@ -8,7 +8,11 @@ response holds its worker thread until the stream ends, so under gunicorn:
 * on ``SIGTERM``/``SIGINT``/``SIGQUIT`` the worker stops its hub *first*, which
   ends every stream at once, so the worker exits promptly instead of waiting out
   ``graceful_timeout`` for streams that would never end;
+* when the worker leaves on its own (``max_requests``), ``post_request`` stops
+  the hub as soon as gunicorn decides so;
 * ``worker_exit`` stops the hub for good;
+* ``child_exit`` (in the master) forgets a dead worker's live Prometheus gauges
+  when ``PROMETHEUS_MULTIPROC_DIR`` is set (see :mod:`sse_kit.prometheus`);
 * in a gthread (or sync) worker serving plain HTTP (no ``certfile``, not the
   uwsgi protocol) the hooks let the hub write events straight to stream sockets
   (the fast path, ``Hub(fast_path=...)``): such a worker frames every streamed
@@ -17,7 +21,9 @@ response holds its worker thread until the stream ends, so under gunicorn:
 Use them from a gunicorn config file::
 
     # gunicorn.conf.py
-    from sse_kit.gunicorn import post_fork, post_worker_init, worker_exit  # noqa: F401
+    from sse_kit.gunicorn import (  # noqa: F401
+        child_exit, post_fork, post_request, post_worker_init, worker_exit,
+    )
 
     worker_class = "gthread"
     threads = 64
@@ -33,6 +39,7 @@ blueprint (``app.extensions["sse_kit"]``), or any WSGI callable with an
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -42,8 +49,10 @@ from typing import Any
 from ._hub import Hub
 
 __all__ = [
+    "child_exit",
     "find_hubs",
     "post_fork",
+    "post_request",
     "post_worker_init",
     "set_thread_stack_size",
     "sizing",
@@ -72,7 +81,7 @@ def find_hubs(app: object) -> list[Hub]:
     return [h for i, h in enumerate(hubs) if isinstance(h, Hub) and h not in hubs[:i]]
 
 
-def frames_chunks(worker: Any) -> bool:
+def _frames_chunks(worker: Any) -> bool:
     """Whether *worker* writes a streamed body as plain HTTP/1.1 chunks itself,
     so that the hub may write the same framing to its sockets (the fast path)."""
     cls = type(worker)
@@ -86,7 +95,7 @@ def frames_chunks(worker: Any) -> bool:
 
 
 def _start(worker: Any, hubs: list[Hub]) -> None:
-    direct = frames_chunks(worker)
+    direct = _frames_chunks(worker)
     for hub in hubs:
         hub._server_frames_chunks = direct
         hub.start()
@@ -124,10 +133,28 @@ def post_worker_init(worker: Any) -> None:
         signal.signal(signum, _stop_then(hubs, signal.getsignal(signum)))
 
 
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """gunicorn hook: when the worker is leaving on its own (``max_requests``
+    reached: no signal is sent), stop its hubs so open streams end now instead
+    of holding the worker until ``graceful_timeout``."""
+    if not getattr(worker, "alive", True):
+        for hub in getattr(worker, "sse_kit_hubs", None) or []:
+            hub.stop(timeout=0)
+
+
 def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn hook: stop this worker's hubs."""
     for hub in getattr(worker, "sse_kit_hubs", None) or []:
         hub.stop()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook (master): in Prometheus multiprocess mode, drop the dead
+    worker's live gauges so ``sse_kit_clients`` stops counting its streams."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from .prometheus import mark_worker_dead  # the optional extra, only when used
+
+        mark_worker_dead(worker.pid)
 
 
 def set_thread_stack_size(size: int = 256 * 1024) -> int:

@@ -41,7 +41,11 @@ def create_app() -> Flask:
     hub = make_hub()
     app = Flask(__name__)
     app.register_blueprint(
-        create_blueprint(hub, client_id=lambda r: r.args.get("cid") or anonymous_client_id(r)),
+        create_blueprint(
+            hub,
+            client_id=lambda r: r.args.get("cid") or anonymous_client_id(r),
+            metrics=bool(_env("SSE_METRICS", 0)),
+        ),
         url_prefix="/events",
     )
 

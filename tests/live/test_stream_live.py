@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+import time
 
 import httpx
 import pytest
 
 from sse_kit._wire import decode
-from tests._live import GunicornServer, RawStream, wait_for
+from tests._live import RawStream, wait_for
 from tests._sseclient import SSEClient
+from tests.live._helpers import APP, CONF, Start, publish, start, stats, wait_clients
 
 pytestmark = pytest.mark.live
-
-APP = "tests.live.apps:create_app()"
-CONF = "tests/live/gunicorn_conf.py"
-Start = Callable[..., GunicornServer]
-
-
-def start(gunicorn_server: Start, threads: int = 32, **env: str) -> GunicornServer:
-    return gunicorn_server(APP, config=CONF, threads=threads, graceful_timeout=30, env=env)
-
-
-def publish(server: GunicornServer, pattern: str, *datas: Any, event: str | None = None) -> None:
-    r = httpx.post(f"{server.url}/publish",
-                   json={"pattern": pattern, "datas": list(datas), "event": event})
-    assert r.status_code == 200, r.text
-
-
-def stats(server: GunicornServer) -> dict[str, Any]:
-    result: dict[str, Any] = httpx.get(f"{server.url}/stats").json()
-    return result
-
-
-def wait_clients(server: GunicornServer, n: int) -> None:
-    wait_for(lambda: stats(server)["clients"] == n, message=lambda: f"{n} clients: {stats(server)}")
 
 
 def test_headers_and_an_immediate_connected_event(gunicorn_server: Start) -> None:
@@ -154,3 +131,24 @@ def test_sigterm_with_open_streams_exits_promptly(gunicorn_server: Start) -> Non
         assert body.endswith(b"retry: 250\n\n")  # browsers come back quickly
         assert raw.complete  # the chunked body was terminated properly
         raw.close()
+
+
+def test_max_requests_restart_ends_streams_promptly(gunicorn_server: Start) -> None:
+    server = gunicorn_server(APP, config=CONF, threads=16, graceful_timeout=30,
+                             extra_args=("--max-requests", "5"))
+    first_worker = server.wait_for_workers(1)[0]
+    raws = [RawStream(server.host, server.port, f"/events/?cid=c{i}") for i in range(3)]
+    for raw in raws:
+        raw.read_until(b"event: connected", timeout=5)
+    t0 = time.monotonic()
+    # Requests 4 and 5 make the worker leave on its own: no signal is sent.
+    for _ in range(2):
+        httpx.get(f"{server.url}/healthz")
+    for raw in raws:
+        assert raw.read_to_end(timeout=10).endswith(b"retry: 250\n\n")
+        raw.close()
+    wait_for(lambda: first_worker not in server.worker_pids() and server.worker_pids(),
+             timeout=15, message="a new worker")
+    took = time.monotonic() - t0
+    assert took < 10, f"streams held the old worker for {took:.1f}s"
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
