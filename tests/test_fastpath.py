@@ -274,3 +274,95 @@ def test_fast_path_off_writes_the_same_bytes() -> None:
     fast, fast_stats = run(True)
     assert (queued_stats["fast_writes"], fast_stats["fast_writes"]) == (0, 10)
     assert fast == queued
+
+
+def _worker(cls: type, **settings: Any) -> Any:
+    """A real gunicorn worker object of *cls* with a real Config (not started)."""
+    from gunicorn.config import Config
+
+    cfg = Config()
+    for name, value in settings.items():
+        cfg.set(name, value)
+    worker = cls.__new__(cls)
+    worker.cfg = cfg
+    return worker
+
+
+def test_the_hooks_vouch_only_for_workers_that_frame_chunks_themselves(tmp_path: Any) -> None:
+    from gunicorn.workers.gthread import ThreadWorker
+    from gunicorn.workers.sync import SyncWorker
+
+    from sse_kit.gunicorn import _frames_chunks
+
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not read here")
+    assert _frames_chunks(_worker(ThreadWorker))
+    assert _frames_chunks(_worker(SyncWorker))
+    assert not _frames_chunks(_worker(ThreadWorker, certfile=str(cert)))  # TLS
+    assert not _frames_chunks(_worker(ThreadWorker, protocol="uwsgi"))  # no chunk framing
+
+    class OtherWorker(ThreadWorker):  # e.g. a subclass that frames differently
+        pass
+
+    assert not _frames_chunks(_worker(OtherWorker))
+    assert not _frames_chunks(object())
+
+
+def test_no_fast_path_unless_the_server_was_vouched_for() -> None:
+    hub = Hub()
+    with hub:
+        server_end, client_end = _pair()
+        with server_end, client_end:
+            response = serve_sse(hub, _environ(server_end), "c")
+            assert isinstance(response.response, Stream)
+            assert response.response._direct is None  # no hook said gunicorn frames chunks
+            response.response.close()
+            hub._server_frames_chunks = True
+            hub.fast_path = False
+            response = serve_sse(hub, _environ(server_end), "c")
+            assert isinstance(response.response, Stream)
+            assert response.response._direct is None  # turned off
+            response.response.close()
+            hub.fast_path = True
+            response = serve_sse(hub, _environ(server_end), "c")
+            assert isinstance(response.response, Stream)
+            assert response.response._direct is server_end
+            response.response.close()
+
+
+def test_fast_path_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="fast_path"):
+        Hub(fast_path=1)  # type: ignore[arg-type]
+
+
+def test_set_thread_stack_size() -> None:
+    from sse_kit.gunicorn import MIN_THREAD_STACK, set_thread_stack_size
+
+    with pytest.raises(ValueError, match="size"):
+        set_thread_stack_size(MIN_THREAD_STACK - 1)
+    with pytest.raises(ValueError, match="size"):
+        set_thread_stack_size(True)
+    previous = set_thread_stack_size(256 * 1024)
+    try:
+        # (threading.stack_size() without an argument would reset it: read by setting.)
+        assert set_thread_stack_size(512 * 1024) == 256 * 1024
+    finally:
+        threading.stack_size(previous)
+
+
+def test_keepalives_interleave_with_fast_writes_in_order() -> None:
+    hub = Hub(keepalive_interval=0.2)
+    hub._server_frames_chunks = True
+    with hub:
+        served, reader = _connect(hub)
+        for i in range(3):
+            # A keep-alive takes the socket back, writes, and hands it back to the hub.
+            reader.read_until(lambda i=i: reader.body.count(b": keepalive") > i)  # type: ignore[misc]
+            wait_for(lambda: served.stream.client._direct is not None, message="the fast path")
+            hub.broadcast_to_pattern("*", f"e{i}")
+            reader.read_until(lambda i=i: reader.events >= i + 2)  # type: ignore[misc]
+        body = bytes(reader.body)
+        assert _datas(body) == ["e0", "e1", "e2"]
+        assert hub.stats()["fast_writes"] == 3 and hub.stats()["keepalives"] >= 3
+        served.sock.close()
+        reader.sock.close()
