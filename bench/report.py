@@ -280,7 +280,8 @@ def plot(path: Path, steps: list[Step], p99_limit_ms: float) -> bool:
     ax1.set_yscale("log")
     ax1.set_ylabel(f"max deliveries/s at p99 ≤ {p99_limit_ms:g} ms")
     ax2.set_ylabel("p99 latency at that rate (ms)")
-    ax1.legend(fontsize=8)
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend(fontsize=8)
     fig.suptitle("One worker on one core; load generator on the other")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
