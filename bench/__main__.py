@@ -45,6 +45,22 @@ QUICK = [
 SMOKE = [(20, [20, 100], {20, 100})]
 
 
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise this process's fd limit (inherited by servers and client); return it.
+
+    flask-sse holds two descriptors per stream (the client and its Redis
+    connection), so 10,000 streams need more than 20,000.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limit in (max(wanted, hard), hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+            return limit
+        except (ValueError, OSError):  # raising the hard limit needs privileges
+            continue
+    return soft
+
+
 def build_client() -> Path:
     """Compile the C load generator if it is missing or older than its source."""
     if not CLIENT.exists() or CLIENT.stat().st_mtime < CLIENT_SOURCE.stat().st_mtime:
@@ -64,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", help="comma-separated subset of the plan's stream counts")
     parser.add_argument("--seconds", type=float, help="publishing time per step")
     parser.add_argument("--out", type=Path, help="markdown report path")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only rewrite the report from a saved bench/out/<mode>.json")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(args.render, args.out or ROOT / "docs" / "benchmarks.md")
 
     kind = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[kind]
@@ -80,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("taskset") is None:
         print("bench: taskset (util-linux) is required for CPU pinning", file=sys.stderr)
         return 2
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers
+    hard = raise_fd_limit()
     if max(n for n, _, _ in plan) + 100 > hard:
         print(f"bench: the fd limit ({hard}) is too low for {max(n for n, _, _ in plan)} "
               "streams; raise `ulimit -Hn`", file=sys.stderr)
@@ -94,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench ({kind}): load average {info['load']}", flush=True)
 
     steps: list[Step] = []
+    failures: list[str] = []
     for name in names:
         system = SYSTEMS[name]
         why = system.available()
@@ -103,26 +123,48 @@ def main(argv: list[str] | None = None) -> int:
         for streams, rates, must in plan:
             if name == "sse_kit_queue" and streams != 1000:
                 continue
-            try:
-                steps += session(system, streams, rates, seconds=seconds, client_binary=client,
-                                 log_dir=OUT, must_run=must)
-            except (RuntimeError, TimeoutError) as exc:
-                print(f"  {name} with {streams} streams failed: {exc}", flush=True)
+            done, error = session(system, streams, rates, seconds=seconds,
+                                  client_binary=client, log_dir=OUT, must_run=must)
+            steps += done
+            if error is not None:
+                failures.append(f"{system.label}, {streams:,} streams: {error}")
+                print(f"  {name} with {streams} streams stopped: {error}", flush=True)
 
     routing = micro.run(broadcasts=2000 if kind == "smoke" else 20_000)
     print(f"routing cost (µs/broadcast): {routing}", flush=True)
     chart = out.with_suffix(".png")
     has_chart = kind != "smoke" and report.plot(chart, steps, 100.0)
-    report.write(out, steps, micro=routing, info=info,
-                 load_after=" / ".join(f"{x:.2f}" for x in os.getloadavg()), mode=kind,
+    load_after = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    report.write(out, steps, micro=routing, info=info, load_after=load_after, mode=kind,
+                 failures=failures,
                  seconds=seconds, p99_limit_ms=100.0, chart=chart if has_chart else None,
                  elapsed_s=time.monotonic() - started)
     (OUT / f"{kind}.json").write_text(json.dumps(
-        {"info": info, "routing": routing, "steps": report.to_json(steps)}, indent=1))
+        {"info": info, "routing": routing, "steps": report.to_json(steps), "mode": kind,
+         "failures": failures,
+         "seconds": seconds, "load_after": load_after, "elapsed_s": time.monotonic() - started},
+        indent=1))
     print(f"bench: wrote {out} in {(time.monotonic() - started) / 60:.1f} min", flush=True)
 
     if kind == "smoke":
-        return smoke_verdict(steps, names)
+        return smoke_verdict(steps, names) or (1 if failures else 0)
+    return 0
+
+
+def render(saved: Path, out: Path) -> int:
+    """Rewrite the report (and chart) from a run's saved results."""
+    data = json.loads(saved.read_text())
+    fields = set(Step.__dataclass_fields__)
+    steps = [Step(**{k: v for k, v in s.items() if k in fields}) for s in data["steps"]]
+    routing = {kind: {int(n): us for n, us in by_n.items()}
+               for kind, by_n in data["routing"].items()}
+    chart = out.with_suffix(".png")
+    has_chart = report.plot(chart, steps, 100.0)
+    report.write(out, steps, micro=routing, info=data["info"], failures=data.get("failures", []),
+                 load_after=data.get("load_after", "unknown"), mode=data.get("mode", "full"),
+                 seconds=data.get("seconds", 0.0), p99_limit_ms=100.0,
+                 chart=chart if has_chart else None, elapsed_s=data.get("elapsed_s", 0.0))
+    print(f"bench: wrote {out} from {saved}")
     return 0
 
 

@@ -15,6 +15,27 @@ from bench.systems import SYSTEMS
 
 PEERS = ("starlette", "flask_sse", "handrolled", "sse_kit_queue")
 
+# Written into every report: what the tables cannot say by themselves.
+NOTES = [
+    "How to read this:",
+    "",
+    "- *sse_kit* is the default configuration under gunicorn gthread: the fast path (the hub "
+    "thread writes each event to the sockets itself; the *fast* share is in `bench/out/*.json`). "
+    "*sse_kit, fast path off* is the portable queue path every other WSGI server gets.",
+    "- A broadcast to N streams is N `send()` calls made one after another, so the last stream "
+    "of a fan-out gets the event N x (CPU per delivery) after the first: at 1,000 streams, "
+    "10 µs per delivery is 10 ms of spread. p99 at 1,000+ streams is mostly that spread plus any "
+    "time the server's core was taken by another process.",
+    "- Server CPU % below 100 with a failing p99 means the core was shared (see the load "
+    "average above) or the latency came from the fan-out spread, not from saturation.",
+    "- RSS per idle stream: a parked Python thread costs ~16 KiB whatever its stack size "
+    "(touched pages only; measured with 2,000 parked threads at 0 (default), 128 and 256 KiB "
+    "stacks); sse_kit's own objects are ~1.4 KiB; the rest is gunicorn's and werkzeug's "
+    "per-request state.",
+    "- The Redis backplane targets (issue 4's backplane: added p99, two workers vs one) are not "
+    "in this harness yet: the backplane had not landed on main when the harness was written.",
+]
+
 
 def _version(dist: str) -> str:
     try:
@@ -150,6 +171,7 @@ def write(
     info: dict[str, str],
     load_after: str,
     mode: str,
+    failures: list[str],
     seconds: float,
     p99_limit_ms: float,
     chart: Path | None,
@@ -186,7 +208,15 @@ def write(
         "",
         *targets(steps, micro),
         "",
+        *NOTES,
+        "",
     ]
+    if failures:
+        lines += ["## Sessions that did not finish", "",
+                  "A session ends early when its system stops answering (a `POST /publish` "
+                  "not answered within 30 s) or cannot open every stream; its later steps, "
+                  "targets included, were not run.", "",
+                  *[f"- {f}" for f in failures], ""]
     for streams, rate, title in ((1000, 50, "1,000 streams, 50 broadcasts/s (50k deliveries/s)"),
                                  (1000, 10, "1,000 streams, 10 broadcasts/s"),
                                  (10000, 5, "10,000 streams, 5 broadcasts/s")):

@@ -181,16 +181,19 @@ def session(
     must_run: set[float],
     p99_limit_ms: float = 100.0,
     progress: Any = print,
-) -> list[Step]:
+) -> tuple[list[Step], str | None]:
     """Open *streams* streams on *system* and run each rate in turn.
 
     Rates are tried in order; after the first failing one, only rates in
     *must_run* (the targets) are still run.
+
+    :returns: the steps measured, and why the session stopped early (or None).
     """
-    server = Server(system, streams, log_dir / f"{system.name}-{streams}.log")
     steps: list[Step] = []
-    client = publisher = None
+    server = client = publisher = None
+    error = None
     try:
+        server = Server(system, streams, log_dir / f"{system.name}-{streams}.log")
         time.sleep(0.5)
         base = procs.usage(server.pids)
         client = Client(client_binary, server.port, streams, "1")
@@ -218,7 +221,12 @@ def session(
             time.sleep(0.05)
             before = procs.usage(server.pids)
             wall0 = time.monotonic()
-            first, last, lag = publisher.run(rate, seconds)
+            try:
+                first, last, lag = publisher.run(rate, seconds)
+            except TimeoutError:
+                raise RuntimeError(
+                    f"at {rate:g} broadcasts/s a POST /publish was not answered within 30 s"
+                ) from None
             time.sleep(DRAIN)
             after = procs.usage(server.pids)
             wall = time.monotonic() - wall0
@@ -249,13 +257,16 @@ def session(
             if not step.ok(p99_limit_ms):
                 failed = True
                 _settle(client, server)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        error = str(exc) or type(exc).__name__
     finally:
         if publisher is not None:
             publisher.close()
         if client is not None:
             client.close()
-        server.close()
-    return steps
+        if server is not None:
+            server.close()
+    return steps, error
 
 
 def _counters(server: Server) -> dict[str, int] | None:
