@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="publishing time per step")
     parser.add_argument("--out", type=Path, help="markdown report path")
     parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="only rewrite the report from a saved bench/out/<mode>.json")
+                        help="only rewrite the report from a run's saved results (the .json"
+                             " written beside the report)")
     args = parser.parse_args(argv)
     if args.render:
         return render(args.render, args.out or ROOT / "docs" / "benchmarks.md")
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                  failures=failures,
                  seconds=seconds, p99_limit_ms=100.0, chart=chart if has_chart else None,
                  elapsed_s=time.monotonic() - started)
-    (OUT / f"{kind}.json").write_text(json.dumps(
+    out.with_suffix(".json").write_text(json.dumps(
         {"info": info, "routing": routing, "steps": report.to_json(steps), "mode": kind,
          "failures": failures,
          "seconds": seconds, "load_after": load_after, "elapsed_s": time.monotonic() - started},

@@ -20,7 +20,8 @@ NOTES = [
     "How to read this:",
     "",
     "- *sse_kit* is the default configuration under gunicorn gthread: the fast path (the hub "
-    "thread writes each event to the sockets itself; the *fast* share is in `bench/out/*.json`). "
+    "thread writes each event to the sockets itself; the share of deliveries it wrote is "
+    "`fast_share` in `benchmarks.json`, the raw results beside this page). "
     "*sse_kit, fast path off* is the portable queue path every other WSGI server gets.",
     "- A broadcast to N streams is N `send()` calls made one after another, so the last stream "
     "of a fan-out gets the event N x (CPU per delivery) after the first: at 1,000 streams, "
@@ -105,7 +106,8 @@ def scenario_table(steps: list[Step], streams: int, rate: float) -> list[str]:
             f"| {_label(s.system)}{flag} | {_f(s.delivered_per_s, 0)} ({_f(s.offered, 0)}) "
             f"| {_f(100 * s.delivered_ratio)}% | {s.gaps} | {_f(s.p50_ms)} ms | {_f(s.p99_ms)} ms "
             f"| {_f(s.p999_ms)} ms | {_f(s.max_ms)} ms | {_f(s.us_per_delivery)} "
-            f"| {_f(ratio, 2)}x | {_f(s.server_cpu_pct, 0)}% | {_f(s.client_cpu_pct, 0)}% "
+            f"| {_f(ratio, 2) + 'x' if ratio == ratio else '-'} | {_f(s.server_cpu_pct, 0)}% "
+            f"| {_f(s.client_cpu_pct, 0)}% "
             f"| {_f(s.rss_per_stream_kib)} KiB | {s.threads} |"
         )
     return out
