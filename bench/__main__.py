@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         for streams, rates, must in plan:
             if name == "sse_kit_queue" and streams != 1000:
                 continue
+            if system.needs_redis and 2 * streams + 200 > hard:
+                failures.append(f"{system.label}, {streams:,} streams: not run: it needs two "
+                                f"descriptors per stream and the fd limit is {hard}")
+                print(f"  {failures[-1]}", flush=True)
+                continue
             done, error = session(system, streams, rates, seconds=seconds,
                                   client_binary=client, log_dir=OUT, must_run=must)
             steps += done

@@ -33,6 +33,9 @@ NOTES = [
     "(touched pages only; measured with 2,000 parked threads at 0 (default), 128 and 256 KiB "
     "stacks); sse_kit's own objects are ~1.4 KiB; the rest is gunicorn's and werkzeug's "
     "per-request state.",
+    "- flask-sse holds two descriptors per stream (the client's socket and its own Redis "
+    "connection), so 10,000 streams need a file-descriptor limit above 20,000; where the hard "
+    "limit is lower (`ulimit -Hn`), `make bench` skips that session and says so below.",
     "- The Redis backplane targets (issue 4's backplane: added p99, two workers vs one) are not "
     "in this harness yet: the backplane had not landed on main when the harness was written.",
 ]

@@ -259,6 +259,9 @@ def session(
                 _settle(client, server)
     except (RuntimeError, TimeoutError, OSError) as exc:
         error = str(exc) or type(exc).__name__
+        logged = server.last_error() if server is not None else ""
+        if logged:
+            error += f" (server log: {logged})"
     finally:
         if publisher is not None:
             publisher.close()

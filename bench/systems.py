@@ -154,6 +154,16 @@ class Server:
         except OSError:
             return None
 
+    def last_error(self) -> str:
+        """The server log's last line that names an error, or ''."""
+        self._log.flush()
+        try:
+            lines = Path(self._log.name).read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        errors = [ln.strip() for ln in lines if "Error" in ln and not ln.startswith(" ")]
+        return errors[-1] if errors else ""
+
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
