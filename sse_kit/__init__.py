@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._client import Client, ClientOption, with_metadata, with_session_id, with_user_id
 from ._component import Broadcaster, Component, Description, Health
+from ._cors import CORSPolicy
 from ._event import (
     EVENT_TYPE_CONNECTED,
     EVENT_TYPE_ERROR,
@@ -42,6 +43,7 @@ __all__ = [
     "EVENT_TYPE_RESET",
     "BackplaneUnavailable",
     "Broadcaster",
+    "CORSPolicy",
     "Client",
     "ClientOption",
     "Component",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from ._exceptions import EventTooLarge
 from ._wire import data_to_text, encode_fields
 
 __all__ = [
@@ -90,7 +91,8 @@ class Client:
     :param buffer: how many events may wait for the stream to write them.
     :param last_event_id: the ``Last-Event-ID`` the browser resumed with.
     :raises TypeError: if *id* is not a ``str``.
-    :raises ValueError: if *id* is empty or *buffer* is smaller than 1.
+    :raises ValueError: if *id* is empty or holds a lone surrogate, or *buffer* is
+        smaller than 1.
     """
 
     def __init__(
@@ -107,6 +109,11 @@ class Client:
             raise TypeError(f"client id must be a str, not {type(id).__name__}")
         if not id:
             raise ValueError("client id must not be empty")
+        if not id.isascii():
+            try:
+                id.encode()
+            except UnicodeEncodeError:
+                raise ValueError(f"client id must be encodable as UTF-8, got {id!r}") from None
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be an int >= 1, got {buffer!r}")
         meta = dict(metadata or {})
@@ -134,9 +141,13 @@ class Client:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._frames: list[bytes] = []
+        self._bytes = 0  # total length of _frames
         self._end: str | None = None
         self._waiting = False
-        self._policy: SlowClientPolicy = DROP  # set by the hub on register
+        # Set by the hub on register, before any frame is offered.
+        self._policy: SlowClientPolicy = DROP
+        self._max_bytes: int | None = None  # the hub's client_buffer_bytes
+        self._max_event_size: int | None = None  # the hub's max_event_size
 
     @property
     def id(self) -> str:
@@ -176,9 +187,16 @@ class Client:
         :returns: ``False`` when the outbox is full (the client is slow) or the
             stream has ended; the event was not queued.
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
+        :raises EventTooLarge: if the encoded event exceeds the hub's ``max_event_size``.
         :raises TypeError: if *data* is not str, bytes, dict or list.
         """
-        return self._offer(encode_fields(data_to_text(data), event=event)) == OFFERED
+        frame = encode_fields(data_to_text(data), event=event)
+        if self._max_event_size is not None and len(frame) > self._max_event_size:
+            raise EventTooLarge(
+                f"the encoded event is {len(frame)} bytes; max_event_size is "
+                f"{self._max_event_size}"
+            )
+        return self._offer(frame) == OFFERED
 
     def close(self) -> None:
         """End this connection's stream after the events already queued."""
@@ -191,13 +209,19 @@ class Client:
         with self._lock:
             if self._end is not None:
                 return ENDED
-            if len(self._frames) >= self._buffer:
+            # An empty outbox takes any frame, so one event larger than
+            # client_buffer_bytes is still delivered; the limits bound the backlog.
+            if self._frames and (
+                len(self._frames) >= self._buffer
+                or (self._max_bytes is not None and self._bytes + len(frame) > self._max_bytes)
+            ):
                 if self._policy == DROP:
                     return DROPPED
                 self._end = SLOW
                 self._ready.notify()
                 return CUT
             self._frames.append(frame)
+            self._bytes += len(frame)
             if self._waiting:
                 self._ready.notify()
         return OFFERED
@@ -223,6 +247,7 @@ class Client:
                 self._ready.wait(timeout)
                 self._waiting = False
             frames, self._frames = self._frames, []
+            self._bytes = 0
             return frames, self._end
 
     def __repr__(self) -> str:

@@ -9,7 +9,9 @@ ordering and framing of everything written on that connection:
 2. then live events, every frame queued since the last write joined into one
    chunk, or a keep-alive comment after ``keepalive_interval`` of silence;
 3. at the end, whatever was queued, plus a short ``retry:`` hint when the hub is
-   shutting down.
+   shutting down, the stream reached the hub's ``max_age``, or
+   :meth:`~sse_kit.Hub.disconnect` ended it (the browser comes back at once and
+   goes through the application's authorization again).
 
 ``close()`` (which every WSGI server calls, even for a response it never
 iterated) unregisters the client; so does garbage collection as a last resort.
@@ -19,12 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
-from ._client import SHUTDOWN, SLOW, Client
+from ._client import EXPIRED, KICKED, SHUTDOWN, SLOW, Client
 from ._event import EVENT_TYPE_CONNECTED, EVENT_TYPE_RESET, ConnectedEvent
 from ._wire import encode_comment, encode_fields, encode_retry
 
@@ -36,6 +39,11 @@ __all__ = ["Stream"]
 log = logging.getLogger("sse_kit")
 
 _DONE: Final = b""  # returned by _next_chunk when nothing more will be written
+# A stream ends between (1 - _AGE_JITTER) * max_age and max_age after it opened, so
+# streams opened together (after a deploy) do not all reconnect together.
+_AGE_JITTER: Final = 0.1
+# End reasons after which the browser should come back quickly.
+_COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED, KICKED})
 
 
 def first_chunk(hub: Hub, reg: _Registration) -> bytes:
@@ -70,14 +78,25 @@ class Stream:
     it blocks the server thread between events, as WSGI streaming does.
     """
 
-    def __init__(self, hub: Hub, reg: _Registration) -> None:
+    def __init__(
+        self, hub: Hub, reg: _Registration, *, on_abort: Callable[[], None] | None = None
+    ) -> None:
         self._hub = hub
+        # Called by close() when the server gave up before the last chunk was
+        # written (a write failed or timed out): the connection is dead.
+        self._on_abort = on_abort
+        self._complete = False  # the server asked for a chunk after the last one
         self._client = reg.client
         self._first: bytes | None = first_chunk(hub, reg)
         self._interval = hub.keepalive_interval
         self._ended = False
         self._opened = time.monotonic()
         self._chunks = 0
+        self._expires = (
+            None
+            if hub.max_age is None
+            else self._opened + hub.max_age * (1.0 - _AGE_JITTER * random.random())
+        )
         if reg.resume.reset is not None:
             hub.counters.add("resets")
         elif reg.client.last_event_id is not None:
@@ -99,6 +118,7 @@ class Stream:
     def __next__(self) -> bytes:
         chunk = self._next_chunk()
         if not chunk:
+            self._complete = True
             raise StopIteration
         self._chunks += 1
         return chunk
@@ -109,17 +129,27 @@ class Stream:
             return first
         if self._ended:
             return _DONE
-        client, interval = self._client, self._interval
+        client, interval, expires = self._client, self._interval, self._expires
         deadline = time.monotonic() + interval
+        if expires is not None:
+            deadline = min(deadline, expires)
         while True:
             frames, end = client._take(max(deadline - time.monotonic(), 0.0))
+            if end is None and expires is not None and time.monotonic() >= expires:
+                client._finish(EXPIRED)  # unless another end reason came first
+                more, end = client._take(0.0)
+                frames += more
             if end is not None:
                 self._ended = True
-                if end == SHUTDOWN:
+                if end in _COME_BACK:
                     frames.append(encode_retry(self._hub.shutdown_retry))
-                elif end == SLOW:
+                if end == SLOW:
                     log.warning("sse_kit: cut slow client %r; it resumes from history",
                                 client.id)
+                elif end == EXPIRED:
+                    self._hub.counters.add("expired")
+                    log.info("sse_kit: client %r reached max_age; it resumes on reconnect",
+                             client.id)
                 return b"".join(frames)
             if frames:
                 return frames[0] if len(frames) == 1 else b"".join(frames)
@@ -133,6 +163,8 @@ class Stream:
         if self._finalizer.detach() is None:
             return
         self._ended = True
+        if not self._complete and self._on_abort is not None:
+            self._on_abort()
         _release(self._hub, self._client)
         log.info(
             "sse_kit: client %r disconnected after %.1fs, %d chunk(s) written",

@@ -43,7 +43,7 @@ from ._client import (
     Client,
     SlowClientPolicy,
 )
-from ._exceptions import HubFull, HubNotRunning
+from ._exceptions import EventTooLarge, HubFull, HubNotRunning
 from ._history import History, Resume
 from ._patterns import ClientIndex, compile_pattern, validate_pattern
 from ._stats import Counters
@@ -63,6 +63,8 @@ _STOP: Final = 4  # (op, None, None): leave the loop
 
 # How long a caller waits for the hub thread to answer before checking it is alive.
 _POLL: Final = 0.5
+
+MIB: Final = 1024 * 1024
 
 
 class _Registration:
@@ -95,6 +97,8 @@ def _check_int(name: str, value: object, minimum: int) -> None:
 def _check_seconds(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+    if value == float("inf"):
+        raise ValueError(f"{name} must be finite; use None for no limit, got {value!r}")
 
 
 class Hub:
@@ -112,9 +116,25 @@ class Hub:
         resumes from history, so nothing is lost. ``"drop"`` (default without
         history) drops the events that do not fit, for that client only.
     :param retry: the ``retry:`` hint, in milliseconds, on every stream's first frame.
-    :param shutdown_retry: the ``retry:`` hint written when the hub stops, so
-        browsers reconnect to another worker quickly.
-    :raises ValueError: if any argument is out of range.
+    :param shutdown_retry: the ``retry:`` hint written when the hub stops, or a
+        stream is ended by *max_age* or :meth:`disconnect`, so browsers come back
+        (to another worker, or through your authorization again) quickly.
+    :param max_clients_per_id: streams one client ID may hold at once (browser
+        tabs); the newest beyond it is refused (``429``). ``None``: no limit.
+    :param max_event_size: the largest encoded event, in bytes, that
+        :meth:`broadcast_to_pattern` and :meth:`Client.send` accept.
+    :param client_buffer_bytes: bytes of events each client may have waiting to
+        be written (besides *client_buffer* events); an overflow follows
+        *slow_client*. One event always fits in an empty outbox.
+    :param max_age: seconds after which a stream ends (minus up to 10% random
+        jitter, so streams opened together do not reconnect together); the
+        browser reconnects, goes through your authorization again and resumes
+        through ``Last-Event-ID``. ``None``: streams last until the client leaves.
+    :param write_timeout: seconds a write to the client may block before the
+        connection is dropped (under gunicorn, via ``environ["gunicorn.socket"]``),
+        so a client that stops reading cannot hold a worker thread.
+        ``None``: never time out.
+    :raises ValueError: if any argument is out of range; the message names it.
     """
 
     def __init__(
@@ -128,6 +148,11 @@ class Hub:
         slow_client: SlowClientPolicy | None = None,
         retry: int = 3000,
         shutdown_retry: int = 250,
+        max_clients_per_id: int | None = 10,
+        max_event_size: int = MIB,
+        client_buffer_bytes: int = 4 * MIB,
+        max_age: float | None = None,
+        write_timeout: float | None = 30.0,
     ) -> None:
         _check_int("client_buffer", client_buffer, 1)
         _check_seconds("keepalive_interval", keepalive_interval)
@@ -141,6 +166,14 @@ class Hub:
             raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
         _check_int("retry", retry, 0)
         _check_int("shutdown_retry", shutdown_retry, 0)
+        if max_clients_per_id is not None:
+            _check_int("max_clients_per_id", max_clients_per_id, 1)
+        _check_int("max_event_size", max_event_size, 1)
+        _check_int("client_buffer_bytes", client_buffer_bytes, 1)
+        if max_age is not None:
+            _check_seconds("max_age", max_age)
+        if write_timeout is not None:
+            _check_seconds("write_timeout", write_timeout)
         self.client_buffer = client_buffer
         self.keepalive_interval = float(keepalive_interval)
         self.max_clients = max_clients
@@ -149,6 +182,11 @@ class Hub:
         self.slow_client: SlowClientPolicy = slow_client
         self.retry = retry
         self.shutdown_retry = shutdown_retry
+        self.max_clients_per_id = max_clients_per_id
+        self.max_event_size = max_event_size
+        self.client_buffer_bytes = client_buffer_bytes
+        self.max_age = None if max_age is None else float(max_age)
+        self.write_timeout = None if write_timeout is None else float(write_timeout)
         self.counters = Counters()
         # _state_lock guards starting and the end of run(): _thread, _pid,
         # _running. Never held while waiting for the hub thread. stop() does not
@@ -301,11 +339,19 @@ class Hub:
         :param event: the event type (``addEventListener`` name); ``None`` is ``message``.
         :raises InvalidPattern: if *pattern* is empty or not a ``str``.
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
+        :raises EventTooLarge: if the encoded event is larger than ``max_event_size``.
         :raises TypeError: if *data* is of another type.
         :raises HubNotRunning: if the hub thread is not running.
         """
         validate_pattern(pattern)
         body = encode_fields(data_to_text(data), event=event)
+        if len(body) > self.max_event_size:
+            self.counters.add("too_large")
+            log.warning("sse_kit: refused a %d-byte event for %r (max_event_size=%d)",
+                        len(body), pattern, self.max_event_size)
+            raise EventTooLarge(
+                f"the encoded event is {len(body)} bytes; max_event_size is {self.max_event_size}"
+            )
         if not self.running:
             raise HubNotRunning("broadcast_to_pattern() on a hub that is not running; call start()")
         self._inbox.put((_PUBLISH, pattern, body))
@@ -335,7 +381,8 @@ class Hub:
     def register(self, client: Client) -> None:
         """Add *client* to the routing table (:func:`serve_sse` does this for you).
 
-        :raises HubFull: if ``max_clients`` streams are already open.
+        :raises HubFull: if ``max_clients`` streams are already open, or
+            ``max_clients_per_id`` with the client's ID (the new one is refused).
         :raises HubNotRunning: if the hub thread is not running.
         """
         self._register(client)
@@ -359,7 +406,20 @@ class Hub:
             self.counters.add("refused")
             reg.done.set()
             return
+        per_id = self.max_clients_per_id
+        if per_id is not None and len(self._index.with_id(client.id)) >= per_id:
+            # The newest is refused, never the oldest closed: closing would let
+            # tabs evict each other in a reconnect loop.
+            reg.error = HubFull(
+                f"client ID {client.id!r} already has max_clients_per_id={per_id} streams",
+                limit="max_clients_per_id",
+            )
+            self.counters.add("refused_per_id")
+            reg.done.set()
+            return
         client._policy = self.slow_client
+        client._max_bytes = self.client_buffer_bytes
+        client._max_event_size = self.max_event_size
         reg.position = history.last_id
         if client.last_event_id is not None:
             reg.resume = history.since(client.last_event_id, client.id)
@@ -394,7 +454,11 @@ class Hub:
         def kick() -> int:
             return sum(c._finish(KICKED) for c in list(self._index.match(compiled)))
 
-        return self._call(kick, 0)
+        n = self._call(kick, 0)
+        if n:
+            self.counters.add("kicked", n)
+        log.info("sse_kit: disconnect(%r) ended %d stream(s)", pattern, n)
+        return n
 
     def _call(self, fn: Callable[[], T], default: T) -> T:
         """Run *fn* on the hub thread and return its result (*default* if stopped)."""

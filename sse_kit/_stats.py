@@ -12,6 +12,9 @@ COUNTERS: Final = (
     "connects",  # streams registered
     "disconnected",  # streams unregistered, for any reason
     "refused",  # registrations refused (max_clients)
+    "refused_per_id",  # registrations refused (max_clients_per_id)
+    "rejected",  # stream requests refused as malformed (method, Accept, Origin)
+    "forbidden",  # stream requests refused by authorize (401/403)
     "published",  # broadcasts routed by this hub
     "delivered",  # (event, client) pairs queued to a stream
     "dropped",  # (event, client) pairs lost to a full outbox under slow_client="drop"
@@ -20,6 +23,9 @@ COUNTERS: Final = (
     "replayed",  # events written from history on resume
     "resets",  # streams told to refetch state (Last-Event-ID not coverable)
     "keepalives",  # keep-alive comments written
+    "expired",  # streams ended by max_age (they resume on reconnect)
+    "kicked",  # streams ended by Hub.disconnect()
+    "too_large",  # broadcasts refused: the encoded event exceeded max_event_size
 )
 
 
