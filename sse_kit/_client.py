@@ -78,6 +78,15 @@ def _opt_str(name: str, value: object) -> str | None:
     return value
 
 
+def _check_encodable(name: str, value: str | None) -> None:
+    # Both are sent back in the stream's first events, which must be UTF-8.
+    if value is not None and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} must be encodable as UTF-8, got {value!r}") from None
+
+
 class Client:
     """One SSE connection: an ID to route on, metadata, and a bounded outbox.
 
@@ -91,8 +100,8 @@ class Client:
     :param buffer: how many events may wait for the stream to write them.
     :param last_event_id: the ``Last-Event-ID`` the browser resumed with.
     :raises TypeError: if *id* is not a ``str``.
-    :raises ValueError: if *id* is empty or holds a lone surrogate, or *buffer* is
-        smaller than 1.
+    :raises ValueError: if *id* is empty, *id* or *last_event_id* holds a lone
+        surrogate, or *buffer* is smaller than 1.
     """
 
     def __init__(
@@ -109,11 +118,6 @@ class Client:
             raise TypeError(f"client id must be a str, not {type(id).__name__}")
         if not id:
             raise ValueError("client id must not be empty")
-        if not id.isascii():
-            try:
-                id.encode()
-            except UnicodeEncodeError:
-                raise ValueError(f"client id must be encodable as UTF-8, got {id!r}") from None
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be an int >= 1, got {buffer!r}")
         meta = dict(metadata or {})
@@ -135,6 +139,8 @@ class Client:
         self._user_id = user_id
         self._buffer = buffer
         self.last_event_id = _opt_str("last_event_id", last_event_id)
+        _check_encodable("client id", id)
+        _check_encodable("last_event_id", last_event_id)
         # _lock guards _frames, _end and _waiting. Held by the hub thread (or a
         # send() caller) to append one frame, and by the stream thread to swap the
         # list out; never held while writing to a socket or waiting on the hub.

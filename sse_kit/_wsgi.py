@@ -219,10 +219,11 @@ def serve_sse(
         log.error("sse_kit: refused client %r: %s", client_id, exc)
         refusal = _refuse(503, "the event hub is not running", **{"Retry-After": retry_after})
         return with_cors(refusal, environ, cors)
-    on_abort = _guard_socket(environ, hub.write_timeout)
-    response = Response(
-        Stream(hub, reg, on_abort=on_abort), status=200, headers=STREAM_HEADERS,
-        direct_passthrough=True,
-    )
+    try:
+        stream = Stream(hub, reg, on_abort=_guard_socket(environ, hub.write_timeout))
+    except BaseException:  # e.g. metadata that cannot be sent: do not leak the registration
+        hub.unregister(client)
+        raise
+    response = Response(stream, status=200, headers=STREAM_HEADERS, direct_passthrough=True)
     response.headers["Content-Type"] = CONTENT_TYPE
     return with_cors(response, environ, cors)
