@@ -145,7 +145,7 @@ def test_serve_sse_names_the_bad_argument(args: tuple[Any, ...], match: str) -> 
 
 
 def test_serve_sse_checks_cors_type(hub: Hub) -> None:
-    with pytest.raises(TypeError, match="cors must be a sse_kit.CORSPolicy"):
+    with pytest.raises(TypeError, match=r"cors must be a sse_kit\.CORSPolicy"):
         serve_sse(hub, environ(), "c", cors=[APP])  # type: ignore[arg-type]
     response = serve_sse(hub, environ(Origin=APP), "c", cors=CORSPolicy([APP]))
     assert response.headers["Access-Control-Allow-Origin"] == APP

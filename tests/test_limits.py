@@ -143,7 +143,7 @@ def test_last_event_id_is_capped_and_garbage_gets_a_reset() -> None:
     long = "1" * 10_000
     assert last_event_id_of(environ(**{"Last-Event-ID": long})) == long[:257]
     with Hub() as hub:
-        for garbage in ["", "-", "x" * 300, "\x00\xff", "١-٢", "a-99999999999999999999"]:
+        for garbage in ["", "-", "x" * 300, "\x00\xff", "\u0661-\u0662", "a-99999999999999999999"]:
             reader = Reader(hub, "c", last_event_id=garbage)
             connected, reset = reader.take(2)
             assert (connected.event, reset.event) == ("connected", "reset")
@@ -167,7 +167,8 @@ def test_untrusted_ids_give_one_clean_first_chunk() -> None:
     with Hub(max_clients_per_id=None) as hub:
 
         @settings(max_examples=150, deadline=None)
-        @given(client_id=st.text(_ANY_CHAR, min_size=1), last_event_id=st.text(_ANY_CHAR, max_size=300))
+        @given(client_id=st.text(_ANY_CHAR, min_size=1),
+               last_event_id=st.text(_ANY_CHAR, max_size=300))
         def check(client_id: str, last_event_id: str) -> None:
             try:
                 response = serve_sse(hub, environ(), client_id, last_event_id=last_event_id)
