@@ -34,8 +34,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests._live import GunicornServer, RawStream, wait_for  # noqa: E402
-from tests.live._secure import APP, CONF, proc_status  # noqa: E402
+from tests._live import GunicornServer, RawStream, wait_for
+from tests.live._secure import APP, CONF, proc_status
 
 
 def churn(server: GunicornServer, stop: threading.Event, errors: list[str]) -> None:
