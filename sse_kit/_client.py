@@ -191,7 +191,9 @@ class Client:
         replayed on resume).
 
         :returns: ``False`` when the outbox is full (the client is slow) or the
-            stream has ended; the event was not queued.
+            stream has ended; the event was not queued. A full outbox never ends
+            the stream here, whatever the hub's ``slow_client`` policy: an event
+            sent this way is not in the history, so a resume could not bring it back.
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
         :raises EventTooLarge: if the encoded event exceeds the hub's ``max_event_size``.
         :raises TypeError: if *data* is not str, bytes, dict or list.
@@ -202,7 +204,7 @@ class Client:
                 f"the encoded event is {len(frame)} bytes; max_event_size is "
                 f"{self._max_event_size}"
             )
-        return self._offer(frame) == OFFERED
+        return self._offer(frame, may_cut=False) == OFFERED
 
     def close(self) -> None:
         """End this connection's stream after the events already queued."""
@@ -210,8 +212,12 @@ class Client:
 
     # -- used by the hub and the stream ------------------------------------------
 
-    def _offer(self, frame: bytes) -> int:
-        """Queue *frame*; return OFFERED, DROPPED, CUT or ENDED. Never blocks."""
+    def _offer(self, frame: bytes, *, may_cut: bool = True) -> int:
+        """Queue *frame*; return OFFERED, DROPPED, CUT or ENDED. Never blocks.
+
+        A full outbox drops *frame*, or ends the stream under the "disconnect"
+        policy when *may_cut* (the frame is in the history, so a resume brings it).
+        """
         with self._lock:
             if self._end is not None:
                 return ENDED
@@ -221,7 +227,7 @@ class Client:
                 len(self._frames) >= self._buffer
                 or (self._max_bytes is not None and self._bytes + len(frame) > self._max_bytes)
             ):
-                if self._policy == DROP:
+                if self._policy == DROP or not may_cut:
                     return DROPPED
                 self._end = SLOW
                 self._ready.notify()

@@ -122,4 +122,4 @@ def test_preflight_refusals_allow_nothing(headers: dict[str, str], reason: str) 
     answer = CORSPolicy([APP], credentials=True).preflight(environ("OPTIONS", **headers))
     assert answer.status_code == 403
     assert answer.get_data(as_text=True) == reason + "\n"
-    assert not [h for h in answer.headers if h.startswith("Access-Control-Allow")]
+    assert not [h for h, _ in answer.headers if h.startswith("Access-Control-Allow")]
