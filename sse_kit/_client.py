@@ -7,7 +7,7 @@ an ID; the hub routes by ID, the stream drains the outbox.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -154,6 +154,9 @@ class Client:
         self._policy: SlowClientPolicy = DROP
         self._max_bytes: int | None = None  # the hub's client_buffer_bytes
         self._max_event_size: int | None = None  # the hub's max_event_size
+        # Set by serve_sse where the server exposes the socket: False once the
+        # peer is known to be gone (see sse_kit._socket). Never blocks.
+        self._probe: Callable[[], bool] | None = None
 
     @property
     def id(self) -> str:
@@ -237,6 +240,11 @@ class Client:
             if self._waiting:
                 self._ready.notify()
         return OFFERED
+
+    def _gone(self) -> bool:
+        """Whether the peer is known to have closed the connection."""
+        probe = self._probe
+        return probe is not None and not probe()
 
     def _finish(self, reason: str) -> bool:
         """Mark the stream as ending for *reason*; False if it already was."""

@@ -13,7 +13,13 @@
 # The hub thread never blocks on a client: delivering is an append to the
 # client's bounded outbox under that client's own lock; a full outbox drops the
 # frame or ends that stream (the slow_client policy). A request thread waits for
-# the hub thread only to learn whether its registration was accepted.
+# the hub thread only to learn whether its registration was accepted. At a limit
+# (max_clients, max_clients_per_id) the hub thread asks the sockets of the
+# clients concerned whether their peer has gone (a zero-timeout poll, see
+# _socket.py), so a dead connection's slot goes to the new one.
+#
+# A stream's own deadlines (max_age, the keep-alive, write_timeout) are kept by
+# its request thread; the hub thread never waits on them.
 #
 # Shutdown: stop() puts _STOP in the inbox (lock-free, so a signal handler may call
 # it). The hub thread ends every stream (each writes what is queued plus a short
@@ -28,11 +34,12 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from ._client import (
+    CLOSED,
     CUT,
     DISCONNECT,
     DROP,
@@ -402,13 +409,17 @@ class Hub:
     def _register_now(self, reg: _Registration) -> None:
         client, history = reg.client, self._history
         if self.max_clients is not None and len(self._index) >= self.max_clients:
+            self._reap(self._index.clients())
+        if self.max_clients is not None and len(self._index) >= self.max_clients:
             reg.error = HubFull(f"this hub already serves max_clients={self.max_clients} streams")
             self.counters.add("refused")
             reg.done.set()
             return
         per_id = self.max_clients_per_id
         if per_id is not None and len(self._index.with_id(client.id)) >= per_id:
-            # The newest is refused, never the oldest closed: closing would let
+            self._reap(self._index.with_id(client.id))
+        if per_id is not None and len(self._index.with_id(client.id)) >= per_id:
+            # The newest is refused, never a live one closed: closing would let
             # tabs evict each other in a reconnect loop.
             reg.error = HubFull(
                 f"client ID {client.id!r} already has max_clients_per_id={per_id} streams",
@@ -434,6 +445,15 @@ class Hub:
         else:
             self.counters.add("connects")
         reg.done.set()
+
+    def _reap(self, clients: Iterable[Client]) -> None:
+        """At a limit: unregister the *clients* whose peer has already closed (a
+        browser that reconnected before a keep-alive write noticed), so that a
+        slot held by a dead connection goes to the new one."""
+        for old in [c for c in clients if c._gone()]:
+            old._finish(CLOSED)
+            self._unregister_now(old)
+            log.info("sse_kit: client %r had gone; its slot goes to a new stream", old.id)
 
     def unregister(self, client: Client) -> None:
         """Remove *client* and end its stream; idempotent, never blocks."""

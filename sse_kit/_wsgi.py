@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-from collections.abc import Callable, Mapping, MutableMapping
-from functools import partial
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qs
 
@@ -19,6 +16,7 @@ from ._connection import Stream
 from ._cors import CORSPolicy
 from ._exceptions import HubFull, HubNotRunning
 from ._hub import Hub
+from ._socket import guard, peer_probe
 
 __all__ = ["serve_sse"]
 
@@ -106,30 +104,6 @@ def with_cors(
     return response
 
 
-def _guard_socket(
-    environ: Mapping[str, Any], seconds: float | None
-) -> Callable[[], None] | None:
-    """Bound how long a write to this connection may block; return what to do
-    with the connection if the stream is aborted."""
-    # gunicorn hands the app its connection's socket; a timeout on it makes a
-    # write to a client that stopped reading fail, so gunicorn drops the
-    # connection and closes the Stream, instead of the thread waiting forever.
-    sock = environ.get("gunicorn.socket")
-    if not isinstance(sock, socket.socket):
-        return None
-    if seconds is not None:
-        sock.settimeout(seconds)
-    return partial(_shut_down, sock)
-
-
-def _shut_down(sock: socket.socket) -> None:
-    # An aborted stream's connection is dead. Shut it down now, or gunicorn's
-    # graceful close would wait up to 2 s, on the worker's main loop, for a
-    # client that does not read to close its side.
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
 def last_event_id_of(environ: Mapping[str, Any]) -> str | None:
     """The ``Last-Event-ID`` header, else the ``last_event_id`` query parameter
     (for clients that cannot set headers), else ``None``."""
@@ -208,6 +182,7 @@ def serve_sse(
         buffer=hub.client_buffer,
         last_event_id=last_event_id,
     )
+    client._probe = peer_probe(environ)
     retry_after = str(max(1, round(hub.retry / 1000)))
     try:
         reg = hub._register(client)
@@ -220,7 +195,7 @@ def serve_sse(
         refusal = _refuse(503, "the event hub is not running", **{"Retry-After": retry_after})
         return with_cors(refusal, environ, cors)
     try:
-        stream = Stream(hub, reg, on_abort=_guard_socket(environ, hub.write_timeout))
+        stream = Stream(hub, reg, on_abort=guard(environ, hub.write_timeout))
     except BaseException:  # e.g. metadata that cannot be sent: do not leak the registration
         hub.unregister(client)
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 
 import pytest
 from hypothesis import given, settings
@@ -196,3 +197,34 @@ def test_a_stream_that_cannot_start_leaves_no_registration() -> None:
             serve_sse(hub, environ(), "c", metadata={"name": "\udc80"})
         hub.flush()
         assert hub.get_client_count() == 0
+
+
+def test_a_slot_held_by_a_closed_connection_goes_to_the_new_one() -> None:
+    """A browser that reconnects before a keep-alive noticed its old connection is
+    gone is not refused: at the limit the hub asks each connection's socket."""
+    with Hub(max_clients_per_id=1, max_clients=2, keepalive_interval=30) as hub:
+        pairs = [socket.socketpair() for _ in range(4)]
+        responses = []  # an open stream's response must stay referenced
+        try:
+            def open_stream(i: int, cid: str) -> int:
+                env = {**environ(), "gunicorn.socket": pairs[i][0]}
+                responses.append(serve_sse(hub, env, cid))
+                return responses[-1].status_code
+
+            assert open_stream(0, "user:1") == 200
+            assert open_stream(1, "user:1") == 429  # the first is still there
+            pairs[0][1].close()  # the browser's side goes away (FIN)
+            assert open_stream(1, "user:1") == 200  # its slot was reaped
+            assert open_stream(2, "user:2") == 200
+            assert open_stream(3, "user:3") == 503  # max_clients, and nobody has gone
+            pairs[2][1].close()
+            assert open_stream(3, "user:3") == 200
+            s = hub.stats()
+            assert (s["clients"], s["disconnected"], s["refused"], s["refused_per_id"]) == (
+                2, 2, 1, 1)
+        finally:
+            for response in responses:
+                response.close()
+            for a, b in pairs:
+                a.close()
+                b.close()

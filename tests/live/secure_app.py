@@ -38,6 +38,7 @@ def make_hub() -> Hub:
         client_buffer_bytes=_env("SSE_BUFFER_BYTES", 4 * 1024 * 1024),
         keepalive_interval=_env("SSE_KEEPALIVE", 30.0, float),
         max_clients=_env("SSE_MAX_CLIENTS", None),
+        history_size=_env("SSE_HISTORY", 1000),
         max_clients_per_id=_env("SSE_MAX_PER_ID", 10),
         max_event_size=_env("SSE_MAX_EVENT", 1024 * 1024),
         max_age=_env("SSE_MAX_AGE", None, float),
