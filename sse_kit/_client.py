@@ -120,6 +120,8 @@ class Client:
             raise ValueError("client id must not be empty")
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be an int >= 1, got {buffer!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
         meta = dict(metadata or {})
         session_id = _opt_str("session_id", session_id)
         user_id = _opt_str("user_id", user_id)

@@ -101,6 +101,12 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
+def _check_client(client: object) -> None:
+    # A wrong type must fail here, in the caller, not later on the hub thread.
+    if not isinstance(client, Client):
+        raise TypeError(f"client must be a sse_kit.Client, not {type(client).__name__}")
+
+
 def _check_seconds(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
@@ -390,11 +396,13 @@ class Hub:
 
         :raises HubFull: if ``max_clients`` streams are already open, or
             ``max_clients_per_id`` with the client's ID (the new one is refused).
+        :raises TypeError: if *client* is not a :class:`Client`.
         :raises HubNotRunning: if the hub thread is not running.
         """
         self._register(client)
 
     def _register(self, client: Client) -> _Registration:
+        _check_client(client)
         reg = _Registration(client)
         if not self.running:
             raise HubNotRunning("register() on a hub that is not running; call start()")
@@ -456,8 +464,12 @@ class Hub:
             log.info("sse_kit: client %r had gone; its slot goes to a new stream", old.id)
 
     def unregister(self, client: Client) -> None:
-        """Remove *client* and end its stream; idempotent, never blocks."""
-        client._finish("closed")
+        """Remove *client* and end its stream; idempotent, never blocks.
+
+        :raises TypeError: if *client* is not a :class:`Client`.
+        """
+        _check_client(client)
+        client._finish(CLOSED)
         if self.running:
             self._inbox.put((_UNREGISTER, client, None))
 
@@ -516,7 +528,12 @@ class Hub:
         return self._call(self._index.ids, [])
 
     def get_client(self, client_id: str) -> Client | None:
-        """A connection with exactly *client_id* (the newest), or ``None``."""
+        """A connection with exactly *client_id* (the newest), or ``None``.
+
+        :raises TypeError: if *client_id* is not a ``str``.
+        """
+        if not isinstance(client_id, str):
+            raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
 
         def newest() -> Client | None:
             same = self._index.with_id(client_id)

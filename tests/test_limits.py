@@ -228,3 +228,17 @@ def test_a_slot_held_by_a_closed_connection_goes_to_the_new_one() -> None:
             for a, b in pairs:
                 a.close()
                 b.close()
+
+
+def test_wrong_types_fail_in_the_caller_naming_the_argument() -> None:
+    with Hub() as hub:
+        with pytest.raises(TypeError, match=r"client must be a sse_kit\.Client, not str"):
+            hub.register("user:1")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"client must be a sse_kit\.Client"):
+            hub.unregister(None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="client_id must be a str"):
+            hub.get_client(7)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="metadata must be a mapping"):
+            Client("c", metadata=[("a", 1)])  # type: ignore[arg-type]
+        hub.flush()  # the hub thread is still serving
+        assert hub.running and hub.get_client_count() == 0
