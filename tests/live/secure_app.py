@@ -17,13 +17,23 @@ import os
 import threading
 from typing import Any
 
-from flask import Flask, Request, abort, jsonify, request, session
+from flask import Flask, Request, abort, jsonify, redirect, request, session
 from flask.typing import ResponseReturnValue
 
 from sse_kit import EventTooLarge, Hub, InvalidPattern
 from sse_kit.flask import create_blueprint
 
 SUSPENDED = frozenset({"mallory"})
+
+# A page whose EventSource records what a real browser receives, for the tests to read.
+PAGE = """<!doctype html><meta charset="utf-8"><title>sse</title><script>
+window.got = []; window.opens = 0; window.errors = 0; window.resets = 0;
+window.source = new EventSource("/events/");
+source.onopen = () => { window.opens += 1; };
+source.onerror = () => { window.errors += 1; };
+source.onmessage = (e) => { window.got.push([e.lastEventId, e.data]); };
+source.addEventListener("reset", () => { window.resets += 1; });
+</script>"""
 
 
 def _env(name: str, default: Any, cast: Any = int) -> Any:
@@ -95,6 +105,17 @@ def create_app() -> Flask:
         session["user"] = body["user"]
         session["role"] = body.get("role", "member")
         return jsonify(user=body["user"])
+
+    @app.get("/browser-login")
+    def browser_login() -> ResponseReturnValue:
+        """Test shortcut: log the browser in, then show the page."""
+        session["user"] = request.args["user"]
+        session["role"] = "member"
+        return redirect("/page")
+
+    @app.get("/page")
+    def page() -> ResponseReturnValue:
+        return PAGE
 
     @app.post("/logout")
     def logout() -> ResponseReturnValue:
