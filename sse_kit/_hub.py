@@ -20,6 +20,11 @@
 # retry: hint, then returns), answers registrations still in the inbox with
 # HubNotRunning, and run() returns. A fork() leaves the child with no hub thread;
 # start() notices the new PID and starts afresh.
+#
+# With a backplane (see _backplane.py) a broadcast goes to the backplane's log
+# instead of the inbox; the backplane's reader thread (started and stopped with
+# the hub thread) feeds the log back through the inbox as _DELIVER/_REBASE, and a
+# resume the ring cannot serve completes with _RESUMED.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+from ._backplane import Backplane, BackplaneReader, Feed, _Catchup, _Link
 from ._client import (
     CUT,
     DISCONNECT,
@@ -43,8 +49,8 @@ from ._client import (
     Client,
     SlowClientPolicy,
 )
-from ._exceptions import HubFull, HubNotRunning
-from ._history import History, Resume
+from ._exceptions import BackplaneUnavailable, HubFull, HubNotRunning
+from ._history import History, Resume, StreamHistory
 from ._patterns import ClientIndex, compile_pattern, validate_pattern
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
@@ -60,6 +66,9 @@ _REGISTER: Final = 1  # (op, _Registration, None)
 _UNREGISTER: Final = 2  # (op, Client, None)
 _CALL: Final = 3  # (op, _Call, None): run a function on the hub thread, return its result
 _STOP: Final = 4  # (op, None, None): leave the loop
+_DELIVER: Final = 5  # (op, list[Entry], None): events the backplane reader read
+_REBASE: Final = 6  # (op, position, reason or None): the reader continues after position
+_RESUMED: Final = 7  # (op, _Catchup, None): a resume read from the backplane is written
 
 # How long a caller waits for the hub thread to answer before checking it is alive.
 _POLL: Final = 0.5
@@ -68,7 +77,7 @@ _POLL: Final = 0.5
 class _Registration:
     """A request thread's registration, answered by the hub thread."""
 
-    __slots__ = ("client", "done", "error", "position", "resume")
+    __slots__ = ("catchup", "client", "done", "error", "position", "resume")
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -76,6 +85,7 @@ class _Registration:
         self.error: Exception | None = None
         self.resume = Resume()
         self.position = ""  # the event ID this stream continues from
+        self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
 
 
 class _Call:
@@ -114,6 +124,9 @@ class Hub:
     :param retry: the ``retry:`` hint, in milliseconds, on every stream's first frame.
     :param shutdown_retry: the ``retry:`` hint written when the hub stops, so
         browsers reconnect to another worker quickly.
+    :param backplane: a shared log every hub follows (:class:`sse_kit.redis.RedisBackplane`)
+        so that a broadcast reaches the clients of every worker and host; event IDs
+        are then the log's, and a resume the history cannot serve is read from it.
     :raises ValueError: if any argument is out of range.
     """
 
@@ -128,6 +141,7 @@ class Hub:
         slow_client: SlowClientPolicy | None = None,
         retry: int = 3000,
         shutdown_retry: int = 250,
+        backplane: Backplane | None = None,
     ) -> None:
         _check_int("client_buffer", client_buffer, 1)
         _check_seconds("keepalive_interval", keepalive_interval)
@@ -141,6 +155,8 @@ class Hub:
             raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
         _check_int("retry", retry, 0)
         _check_int("shutdown_retry", shutdown_retry, 0)
+        if backplane is not None and not isinstance(backplane, Backplane):
+            raise ValueError(f"backplane must implement sse_kit.Backplane, got {backplane!r}")
         self.client_buffer = client_buffer
         self.keepalive_interval = float(keepalive_interval)
         self.max_clients = max_clients
@@ -149,6 +165,7 @@ class Hub:
         self.slow_client: SlowClientPolicy = slow_client
         self.retry = retry
         self.shutdown_retry = shutdown_retry
+        self.backplane = backplane
         self.counters = Counters()
         # _state_lock guards starting and the end of run(): _thread, _pid,
         # _running. Never held while waiting for the hub thread. stop() does not
@@ -166,6 +183,13 @@ class Hub:
         self._index = ClientIndex()
         self._history = History(size=self.history_size, ttl=self.history_ttl)
         self._client_count = 0  # written by the hub thread only
+        self._link: _Link | None = None
+        self._reader: BackplaneReader | None = None
+        if self.backplane is not None:
+            inbox = self._inbox
+            history = StreamHistory(size=self.history_size, ttl=self.history_ttl)
+            self._link = _Link(self.backplane, history, self.counters, self._route,
+                               lambda catchup: inbox.put((_RESUMED, catchup, None)))
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -203,6 +227,13 @@ class Hub:
         self._pid = os.getpid()
         self._running = True
         self._stopped.clear()
+        if self.backplane is not None:
+            inbox = self._inbox
+            self._reader = self.backplane.start_reader(Feed(
+                deliver=lambda entries: inbox.put((_DELIVER, entries, None)),
+                rebase=lambda position, reason: inbox.put((_REBASE, position, reason)),
+                counters=self.counters,
+            ))
 
     def _loop(self) -> None:
         inbox = self._inbox
@@ -228,10 +259,21 @@ class Hub:
         elif op == _CALL:
             a.result = a.fn()
             a.done.set()
+        elif op == _DELIVER:
+            assert self._link is not None
+            self._link.deliver(a, self._index.match)
+        elif op == _REBASE:
+            assert self._link is not None
+            self._link.rebase(a, b, self._index.clients())
+        elif op == _RESUMED:
+            assert self._link is not None
+            self._link.resumed(a)
 
     def _shutdown(self, inbox: queue.SimpleQueue[tuple[int, Any, Any]]) -> None:
         with self._state_lock:
             self._running = False
+        if self._reader is not None:
+            self._reader.stop()
         for client in list(self._index.clients()):
             client._finish(SHUTDOWN)
         n = len(self._index)
@@ -302,21 +344,40 @@ class Hub:
         :raises InvalidPattern: if *pattern* is empty or not a ``str``.
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
         :raises TypeError: if *data* is of another type.
-        :raises HubNotRunning: if the hub thread is not running.
+        :raises HubNotRunning: if the hub thread is not running (without a backplane).
+        :raises BackplaneUnavailable: if the backplane cannot be reached in time;
+            the event was not published.
         """
         validate_pattern(pattern)
         body = encode_fields(data_to_text(data), event=event)
+        if self.backplane is not None:
+            self._publish_to_backplane(pattern, body)
+            return
         if not self.running:
             raise HubNotRunning("broadcast_to_pattern() on a hub that is not running; call start()")
         self._inbox.put((_PUBLISH, pattern, body))
+
+    def _publish_to_backplane(self, pattern: str, body: bytes) -> None:
+        assert self.backplane is not None
+        try:
+            self.backplane.publish(pattern, body)
+        except BackplaneUnavailable:
+            self.counters.add("backplane_errors")
+            raise
+        self.counters.add("backplane_published")
 
     def _publish(self, pattern_text: str, body: bytes) -> None:
         pattern = compile_pattern(pattern_text)
         seq, event_id = self._history.next_id()
         frame = b"id: " + event_id.encode("ascii") + b"\n" + body
         self._history.append(seq, pattern, frame)
+        self.counters.add("published")
+        self._route(self._index.match(pattern), frame)
+
+    def _route(self, clients: Iterable[Client], frame: bytes) -> None:
+        """Offer *frame* to *clients*; count the outcome."""
         delivered = dropped = cut = 0
-        for client in self._index.match(pattern):
+        for client in clients:
             result = client._offer(frame)
             if result == OFFERED:
                 delivered += 1
@@ -326,9 +387,7 @@ class Hub:
                 cut += 1
                 log.warning("sse_kit: client %r is too slow; ending its stream to resume later",
                             client.id)
-        self.counters.add_many(
-            published=1, delivered=delivered, dropped=dropped, slow_disconnects=cut
-        )
+        self.counters.add_many(delivered=delivered, dropped=dropped, slow_disconnects=cut)
 
     # -- clients ----------------------------------------------------------------
 
@@ -350,6 +409,9 @@ class Hub:
                 raise HubNotRunning("the hub stopped before the client was registered")
         if reg.error is not None:
             raise reg.error
+        if reg.catchup is not None:
+            assert self._link is not None
+            self._link.catch_up(reg)
         return reg
 
     def _register_now(self, reg: _Registration) -> None:
@@ -361,7 +423,9 @@ class Hub:
             return
         client._policy = self.slow_client
         reg.position = history.last_id
-        if client.last_event_id is not None:
+        if self._link is not None:
+            self._link.register(reg)
+        elif client.last_event_id is not None:
             reg.resume = history.since(client.last_event_id, client.id)
             if reg.resume.reset is None:
                 reg.position = client.last_event_id
@@ -376,6 +440,8 @@ class Hub:
             self._inbox.put((_UNREGISTER, client, None))
 
     def _unregister_now(self, client: Client) -> None:
+        if self._link is not None:
+            self._link.forget(client)
         if self._index.remove(client):
             self._client_count = len(self._index)
             self.counters.add("disconnected")

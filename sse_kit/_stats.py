@@ -20,6 +20,12 @@ COUNTERS: Final = (
     "replayed",  # events written from history on resume
     "resets",  # streams told to refetch state (Last-Event-ID not coverable)
     "keepalives",  # keep-alive comments written
+    # With a backplane (sse_kit.redis):
+    "backplane_published",  # broadcasts this hub appended to the backplane's log
+    "backplane_errors",  # failed backplane operations (a publish, a read, a reconnect attempt)
+    "backplane_reconnects",  # times the reader got its connection back after errors
+    "backplane_gaps",  # times the log was lost or trimmed under the reader (streams got reset)
+    "backplane_lag_ms",  # gauge: log time to routing time of the latest event read
 )
 
 
@@ -41,6 +47,11 @@ class Counters:
         with self._lock:
             for name, n in amounts.items():
                 self._values[name] += n
+
+    def set(self, name: str, value: int) -> None:
+        """Set gauge *name* to *value*."""
+        with self._lock:
+            self._values[name] = value
 
     def snapshot(self) -> dict[str, int]:
         """A consistent copy of every counter."""

@@ -1,0 +1,438 @@
+"""A Redis Streams backplane: every worker and every host delivers every event.
+
+Install with ``pip install sse_kit[redis]``; needs Redis 6.2 or newer.
+
+* A broadcast is one ``XADD <stream> NOMKSTREAM MAXLEN ~ <maxlen> * p <pattern> b <body>``;
+  the body is the event encoded once, by the publisher, without its ``id:`` line.
+  The entry ID becomes the event's SSE ``id:``, the same on every worker and host.
+* Each hub with this backplane runs one reader thread (``sse_kit-redis``) that
+  ``XREAD BLOCK``s the stream in batches of ``count`` and hands what it reads to
+  its hub, so each worker routes the stream to its own clients.
+* A resume the hub's history cannot serve is an ``XRANGE`` after the browser's
+  ``Last-Event-ID``, bounded by ``maxlen`` (approximate trimming).
+* Every stream starts with a *genesis* entry (no pattern, never delivered), so a
+  stream that was lost (Redis restarted empty) and made anew is told apart from
+  one that was only trimmed: streams that may have missed events get ``reset``.
+
+Faults: when Redis cannot be reached, streams stay open (keep-alives go on), the
+reader reconnects with capped exponential backoff and jitter and resumes after the
+last entry it saw, and a broadcast raises :class:`sse_kit.BackplaneUnavailable`
+within about ``2 * timeout`` seconds instead of hanging.
+
+Connections are made lazily in the process that uses them, so a backplane built
+before gunicorn forks its workers is safe to share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess
+    raise ImportError(
+        "sse_kit.redis needs the redis package: pip install 'sse_kit[redis]'"
+    ) from exc
+
+from ._backplane import Entry, Feed, Replay
+from ._exceptions import BackplaneUnavailable
+from ._history import RESET_EXPIRED, RESET_LOST, RESET_UNAVAILABLE, RESET_UNKNOWN, StreamKey
+from ._history import parse_stream_id as _parse_id
+from ._patterns import validate_pattern
+from ._wire import data_to_text, encode_fields
+
+__all__ = ["RedisBackplane"]
+
+log = logging.getLogger(__name__)
+
+# Entry fields. A genesis entry has only _GENESIS; readers skip it.
+_PATTERN: Final = b"p"
+_BODY: Final = b"b"
+_GENESIS: Final = b"g"
+_ZERO: Final = (0, 0)
+# The reader's first retry waits this long; each failure doubles it up to reconnect_max.
+_BACKOFF_BASE: Final = 0.05
+
+# Where the stream stands, from XINFO STREAM: (last-generated-id, first entry's ID,
+# whether the first entry is a genesis entry); None when the stream does not exist.
+_Info = tuple[StreamKey, StreamKey | None, bool] | None
+
+Connect = Callable[..., "redis.Redis"]
+
+
+def _check_number(name: str, value: object, minimum: float, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
+        what = "an int" if integer else "a number"
+        raise ValueError(f"{name} must be {what} >= {minimum:g}, got {value!r}")
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _key(value: bytes | str) -> StreamKey:
+    key = _parse_id(_str(value))
+    if key is None:
+        raise redis.ResponseError(f"not a stream entry ID: {value!r}")
+    return key
+
+
+def _info(reply: object) -> _Info:
+    """Parse an XINFO STREAM reply (or the error it gave for a missing key)."""
+    if isinstance(reply, redis.ResponseError):
+        if "no such key" in str(reply).lower():
+            return None
+        raise reply
+    assert isinstance(reply, Mapping)
+    first = reply.get("first-entry")
+    if not first:
+        return _key(reply["last-generated-id"]), None, False
+    return _key(reply["last-generated-id"]), _key(first[0]), _GENESIS in first[1]
+
+
+def _check(info: _Info, after: StreamKey) -> str | None:
+    """Whether the stream still holds every entry after *after*; if not, why not."""
+    if info is None:
+        return None if after == _ZERO else RESET_LOST
+    last, first, genesis = info
+    if after > last:
+        return RESET_UNKNOWN  # from the future, or from a lost stream with later IDs
+    if first is not None and first > after:
+        if genesis:
+            # The stream began after *after*: only a position taken while there was
+            # no stream ("0-0") continues in it; any other ID is from a lost stream.
+            return None if after == _ZERO else RESET_LOST
+        return RESET_EXPIRED  # trimmed by maxlen
+    return None
+
+
+def _rows(reply: Any) -> list[Any]:
+    """The ``(id, fields)`` rows of an XRANGE or one-stream XREAD reply (RESP2 or 3)."""
+    if not reply:
+        return []
+    if isinstance(reply, Mapping):  # XREAD under RESP3: {stream: [rows]} or {stream: [[rows]]}
+        reply = next(iter(reply.values()))
+        if reply and len(reply) == 1 and isinstance(reply[0], list):
+            reply = reply[0]
+    elif isinstance(reply, list) and len(reply[0]) == 2 and isinstance(reply[0][1], list):
+        reply = reply[0][1]  # XREAD under RESP2: [[stream, [rows]]]
+    return list(reply)
+
+
+def _entries(rows: list[Any]) -> list[Entry]:
+    """The events among *rows*; genesis entries are skipped."""
+    out: list[Entry] = []
+    for raw_id, fields in rows:
+        pattern = fields.get(_PATTERN)
+        if pattern is None:
+            continue
+        event_id = _str(raw_id)
+        out.append((event_id, _key(event_id), _str(pattern), bytes(fields[_BODY])))
+    return out
+
+
+def _format(key: StreamKey) -> str:
+    return f"{key[0]}-{key[1]}"
+
+
+class RedisBackplane:
+    """Carry broadcasts through a Redis stream so that every hub following it
+    delivers them (``Hub(backplane=RedisBackplane(url))``); also a
+    :class:`sse_kit.Broadcaster` on its own, to publish from a process with no hub.
+
+    :param url: ``redis://``, ``rediss://`` or ``unix://`` URL; or a callable
+        ``connect(**options) -> redis.Redis`` (for Sentinel: ``lambda **kw:
+        sentinel.master_for("mymaster", **kw)``), called with the socket options
+        below in each process that uses the backplane.
+    :param stream: the stream's key: one per application (hub namespace). With
+        Redis Cluster, hash-tag it (``"{myapp}:sse"``).
+    :param maxlen: about how many events the stream keeps for resumes (``XADD
+        MAXLEN ~``); the reader must never fall this far behind.
+    :param timeout: seconds a command (and connecting) may take before a broadcast
+        raises :class:`sse_kit.BackplaneUnavailable`.
+    :param block: seconds one ``XREAD BLOCK`` waits; the reader notices it should
+        stop within this.
+    :param count: most entries the reader takes per read (a burst comes in batches).
+    :param reconnect_max: the longest wait, in seconds, between two reconnect attempts.
+    :raises ValueError: if an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        url: str | Connect,
+        *,
+        stream: str = "sse_kit",
+        maxlen: int = 10_000,
+        timeout: float = 1.0,
+        block: float = 1.0,
+        count: int = 500,
+        reconnect_max: float = 5.0,
+    ) -> None:
+        if not (isinstance(url, str) and url) and not callable(url):
+            raise ValueError(f"url must be a Redis URL or a connect callable, got {url!r}")
+        if not isinstance(stream, str) or not stream:
+            raise ValueError(f"stream must be a non-empty str, got {stream!r}")
+        _check_number("maxlen", maxlen, 1, integer=True)
+        _check_number("timeout", timeout, 0.001)
+        _check_number("block", block, 0.001)
+        _check_number("count", count, 1, integer=True)
+        _check_number("reconnect_max", reconnect_max, 0.001)
+        self.url = url
+        self.stream = stream
+        self.maxlen = maxlen
+        self.timeout = float(timeout)
+        self.block = float(block)
+        self.count = count
+        self.reconnect_max = float(reconnect_max)
+        # _lock guards _client and _pid (the publishing client of this process);
+        # held only to create or drop it, never during a command.
+        self._lock = threading.Lock()
+        self._client: redis.Redis | None = None
+        self._pid = 0
+
+    def __repr__(self) -> str:
+        where = self.url if isinstance(self.url, str) else getattr(self.url, "__name__", "connect")
+        return f"<RedisBackplane {where} stream={self.stream!r}>"
+
+    # -- connections -------------------------------------------------------------
+
+    def _connect(self, socket_timeout: float) -> redis.Redis:
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": self.timeout,
+            # One immediate retry replaces a pooled connection the server closed.
+            "retry": Retry(NoBackoff(), 1),
+        }
+        if isinstance(self.url, str):
+            return redis.Redis.from_url(self.url, **options)
+        return self.url(**options)
+
+    def _publisher(self) -> redis.Redis:
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = self._connect(self.timeout)  # a forked child never reuses it
+                self._pid = os.getpid()
+            return self._client
+
+    def close(self) -> None:
+        """Release this process's publishing connections. Readers end with their hubs."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            client.close()
+
+    def __enter__(self) -> RedisBackplane:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _unavailable(self, exc: Exception) -> BackplaneUnavailable:
+        return BackplaneUnavailable(f"Redis stream {self.stream!r} unreachable: {exc}")
+
+    # -- publishing --------------------------------------------------------------
+
+    def publish(self, pattern: str, body: bytes) -> str:
+        """Append one encoded event (without ``id:``) for *pattern*; return its ID.
+
+        :raises BackplaneUnavailable: if Redis cannot be reached in time.
+        """
+        return self._append([(pattern, body)])[0]
+
+    def broadcast_to_pattern(self, pattern: str, data: Any, *, event: str | None = None) -> None:
+        """Send *data* to every client, on every hub following this stream, whose
+        ID matches the glob *pattern*. Needs no hub in this process.
+
+        :raises InvalidPattern: if *pattern* is empty or not a ``str``.
+        :raises ValueError: if *event* contains CR, LF or NUL.
+        :raises TypeError: if *data* is not str, bytes, dict or list.
+        :raises BackplaneUnavailable: if Redis cannot be reached in time; the
+            event was not published.
+        """
+        validate_pattern(pattern)
+        self.publish(pattern, encode_fields(data_to_text(data), event=event))
+
+    def broadcast_many(self, events: Iterable[Sequence[Any]]) -> list[str]:
+        """Publish several events in one round trip (a pipeline), in order.
+
+        :param events: ``(pattern, data)`` or ``(pattern, data, event)`` tuples;
+            all are validated and encoded before anything is sent.
+        :returns: the events' IDs.
+        :raises BackplaneUnavailable: if Redis cannot be reached in time; a
+            prefix of the events may have been published.
+        """
+        batch = []
+        for item in events:
+            pattern, data, *rest = item
+            validate_pattern(pattern)
+            event = rest[0] if rest else None
+            batch.append((pattern, encode_fields(data_to_text(data), event=event)))
+        return self._append(batch) if batch else []
+
+    def _append(self, batch: list[tuple[str, bytes]]) -> list[str]:
+        try:
+            client = self._publisher()
+            ids = self._xadd(client, batch)
+            if None in ids:  # no stream yet (or it was lost): begin one, then retry those
+                client.xadd(self.stream, {_GENESIS: b"1"}, maxlen=self.maxlen, approximate=True)
+                missing = [i for i, event_id in enumerate(ids) if event_id is None]
+                retried = self._xadd(client, [batch[i] for i in missing])
+                for i, event_id in zip(missing, retried, strict=True):
+                    ids[i] = event_id
+            if None in ids:
+                raise redis.ResponseError(f"stream {self.stream!r} vanished while publishing")
+        except redis.RedisError as exc:
+            raise self._unavailable(exc) from exc
+        return [_str(event_id) for event_id in ids]
+
+    def _xadd(self, client: redis.Redis, batch: list[tuple[str, bytes]]) -> list[Any]:
+        if len(batch) == 1:
+            pattern, body = batch[0]
+            return [self._xadd_one(client, pattern, body)]
+        pipe = client.pipeline(transaction=False)
+        for pattern, body in batch:
+            self._xadd_one(pipe, pattern, body)
+        return list(pipe.execute())
+
+    def _xadd_one(self, client: Any, pattern: str, body: bytes) -> Any:
+        return client.xadd(self.stream, {_PATTERN: pattern.encode(), _BODY: body},
+                           maxlen=self.maxlen, approximate=True, nomkstream=True)
+
+    # -- reading ---------------------------------------------------------------
+
+    def replay(self, after: str) -> Replay:
+        """The events after ID *after*, read in one transaction with the stream's
+        state; ``reset`` says why they are not all there. Never raises."""
+        key = _parse_id(after)
+        if key is None:
+            return Replay(reset=RESET_UNKNOWN)
+        try:
+            pipe = self._publisher().pipeline(transaction=True)
+            pipe.xinfo_stream(self.stream)
+            pipe.xrange(self.stream, min="(" + _format(key), max="+")
+            info_reply, range_reply = pipe.execute(raise_on_error=False)
+            if isinstance(range_reply, Exception):
+                raise range_reply
+            reason = _check(_info(info_reply), key)
+        except redis.RedisError as exc:
+            log.warning("sse_kit.redis: cannot read the stream for a resume: %s", exc)
+            return Replay(reset=RESET_UNAVAILABLE)
+        return Replay(reset=reason) if reason else Replay(entries=_entries(_rows(range_reply)))
+
+    def start_reader(self, feed: Feed) -> _Reader:
+        """Start a reader thread feeding every entry from now on to *feed*."""
+        reader = _Reader(self, feed)
+        reader.start()
+        return reader
+
+
+class _Reader:
+    """One hub's reader thread: XREAD in batches, reconnect, detect lost streams.
+
+    Owns its own connection (made in the thread, so after any fork).
+    """
+
+    def __init__(self, backplane: RedisBackplane, feed: Feed) -> None:
+        self._bp = backplane
+        self._feed = feed
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sse_kit-redis", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the read in progress (at most ``block`` seconds); never blocks."""
+        self._stopping.set()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread still runs."""
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        bp, feed, stopping = self._bp, self._feed, self._stopping
+        client: redis.Redis | None = None
+        last: StreamKey | None = None  # the last entry read; None until the first contact
+        check = True  # read together with the stream's state (after errors, full batches)
+        failures = 0
+        while not stopping.is_set():
+            try:
+                if client is None:
+                    client = bp._connect(bp.block + bp.timeout)
+                reply: object = None
+                info: _Info = None
+                if last is None or check:
+                    # The stream's state and the next batch, atomically (MULTI).
+                    pipe = client.pipeline(transaction=True)
+                    pipe.xinfo_stream(bp.stream)
+                    if last is not None:
+                        pipe.xread({bp.stream: _format(last)}, count=bp.count)
+                    info_reply, *rest = pipe.execute(raise_on_error=False)
+                    for result in rest:
+                        if isinstance(result, Exception):
+                            raise result
+                    reply = rest[0] if rest else None
+                    info = _info(info_reply)
+                else:
+                    reply = client.xread({bp.stream: _format(last)}, count=bp.count,
+                                         block=int(bp.block * 1000))
+                if failures:
+                    log.warning("sse_kit.redis: reconnected to the stream %r after %d failed"
+                                " attempt(s); resuming after %s", bp.stream, failures,
+                                _format(last) if last is not None else "its end")
+                    feed.counters.add("backplane_reconnects")
+                    failures = 0
+                if last is None or check:
+                    check = False
+                    reason = None if last is None else _check(info, last)
+                    if last is None or reason is not None:
+                        last = info[0] if info is not None else _ZERO
+                        if reason == RESET_UNKNOWN:
+                            reason = RESET_LOST  # the stream was made anew with older IDs
+                        feed.rebase(_format(last), reason)
+                        continue
+                rows = _rows(reply)
+                if rows:
+                    entries = _entries(rows)
+                    if entries:
+                        feed.deliver(entries)
+                    last = _key(rows[-1][0])
+                    check = len(rows) >= bp.count  # behind: make sure nothing was trimmed
+            except redis.RedisError as exc:
+                failures += 1
+                feed.counters.add("backplane_errors")
+                delay = min(bp.reconnect_max, _BACKOFF_BASE * 2 ** min(failures, 20))
+                delay *= random.uniform(0.5, 1.0)  # jitter: workers do not retry in step
+                if failures == 1:
+                    log.warning("sse_kit.redis: lost the stream %r (%s); reconnecting",
+                                bp.stream, exc)
+                else:
+                    log.debug("sse_kit.redis: attempt %d failed (%s); next in %.2fs",
+                              failures, exc, delay)
+                if client is not None:
+                    client.close()
+                    client = None
+                check = True
+                stopping.wait(delay)
+            except Exception:  # a bug: keep the hub's streams open, retry later
+                log.exception("sse_kit.redis: reader failed; restarting it")
+                feed.counters.add("backplane_errors")
+                check = True
+                stopping.wait(bp.reconnect_max)
+        if client is not None:
+            client.close()
