@@ -177,7 +177,10 @@ class RedisBackplane:
         count: int = 500,
         reconnect_max: float = 5.0,
     ) -> None:
-        if not (isinstance(url, str) and url) and not callable(url):
+        if isinstance(url, str):
+            if url.partition("://")[0] not in ("redis", "rediss", "unix"):
+                raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+        elif not callable(url):
             raise ValueError(f"url must be a Redis URL or a connect callable, got {url!r}")
         if not isinstance(stream, str) or not stream:
             raise ValueError(f"stream must be a non-empty str, got {stream!r}")
@@ -341,9 +344,11 @@ class RedisBackplane:
 
 
 class _Reader:
-    """One hub's reader thread: XREAD in batches, reconnect, detect lost streams.
+    """One hub's reader: XREAD in batches, reconnect, detect lost streams.
 
-    Owns its own connection (made in the thread, so after any fork).
+    :meth:`start` learns where the stream stands before it returns (so nothing
+    published after the hub started is missed), then reads in a thread. Owns
+    its connection, made in the process that reads.
     """
 
     def __init__(self, backplane: RedisBackplane, feed: Feed) -> None:
@@ -351,8 +356,18 @@ class _Reader:
         self._feed = feed
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sse_kit-redis", daemon=True)
+        # The reader's state: touched by start() before the thread runs, then by it only.
+        self._client: redis.Redis | None = None
+        self._last: StreamKey | None = None  # the last entry read; None until first contact
+        self._check = True  # read along with the stream's state (after errors, full batches)
+        self._failures = 0  # consecutive failed attempts
 
     def start(self) -> None:
+        """Contact Redis once (at most about ``timeout`` seconds), then read in a thread."""
+        try:
+            self._step()
+        except redis.RedisError as exc:
+            self._failed(exc)
         self._thread.start()
 
     def stop(self) -> None:
@@ -365,74 +380,79 @@ class _Reader:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        bp, feed, stopping = self._bp, self._feed, self._stopping
-        client: redis.Redis | None = None
-        last: StreamKey | None = None  # the last entry read; None until the first contact
-        check = True  # read together with the stream's state (after errors, full batches)
-        failures = 0
+        stopping = self._stopping
         while not stopping.is_set():
+            if self._failures:
+                delay = min(self._bp.reconnect_max, _BACKOFF_BASE * 2 ** min(self._failures, 20))
+                if stopping.wait(delay * random.uniform(0.5, 1.0)):  # jitter: workers differ
+                    break
             try:
-                if client is None:
-                    client = bp._connect(bp.block + bp.timeout)
-                reply: object = None
-                info: _Info = None
-                if last is None or check:
-                    # The stream's state and the next batch, atomically (MULTI).
-                    pipe = client.pipeline(transaction=True)
-                    pipe.xinfo_stream(bp.stream)
-                    if last is not None:
-                        pipe.xread({bp.stream: _format(last)}, count=bp.count)
-                    info_reply, *rest = pipe.execute(raise_on_error=False)
-                    for result in rest:
-                        if isinstance(result, Exception):
-                            raise result
-                    reply = rest[0] if rest else None
-                    info = _info(info_reply)
-                else:
-                    reply = client.xread({bp.stream: _format(last)}, count=bp.count,
-                                         block=int(bp.block * 1000))
-                if failures:
-                    log.warning("sse_kit.redis: reconnected to the stream %r after %d failed"
-                                " attempt(s); resuming after %s", bp.stream, failures,
-                                _format(last) if last is not None else "its end")
-                    feed.counters.add("backplane_reconnects")
-                    failures = 0
-                if last is None or check:
-                    check = False
-                    reason = None if last is None else _check(info, last)
-                    if last is None or reason is not None:
-                        last = info[0] if info is not None else _ZERO
-                        if reason == RESET_UNKNOWN:
-                            reason = RESET_LOST  # the stream was made anew with older IDs
-                        feed.rebase(_format(last), reason)
-                        continue
-                rows = _rows(reply)
-                if rows:
-                    entries = _entries(rows)
-                    if entries:
-                        feed.deliver(entries)
-                    last = _key(rows[-1][0])
-                    check = len(rows) >= bp.count  # behind: make sure nothing was trimmed
+                self._step()
             except redis.RedisError as exc:
-                failures += 1
-                feed.counters.add("backplane_errors")
-                delay = min(bp.reconnect_max, _BACKOFF_BASE * 2 ** min(failures, 20))
-                delay *= random.uniform(0.5, 1.0)  # jitter: workers do not retry in step
-                if failures == 1:
-                    log.warning("sse_kit.redis: lost the stream %r (%s); reconnecting",
-                                bp.stream, exc)
-                else:
-                    log.debug("sse_kit.redis: attempt %d failed (%s); next in %.2fs",
-                              failures, exc, delay)
-                if client is not None:
-                    client.close()
-                    client = None
-                check = True
-                stopping.wait(delay)
+                self._failed(exc)
             except Exception:  # a bug: keep the hub's streams open, retry later
-                log.exception("sse_kit.redis: reader failed; restarting it")
-                feed.counters.add("backplane_errors")
-                check = True
-                stopping.wait(bp.reconnect_max)
-        if client is not None:
-            client.close()
+                log.exception("sse_kit.redis: reader failed; retrying")
+                self._failed(None)
+        if self._client is not None:
+            self._client.close()
+
+    def _failed(self, exc: Exception | None) -> None:
+        self._failures += 1
+        self._feed.counters.add("backplane_errors")
+        if exc is not None and self._failures == 1:
+            log.warning("sse_kit.redis: lost the stream %r (%s); reconnecting",
+                        self._bp.stream, exc)
+        elif exc is not None:
+            log.debug("sse_kit.redis: attempt %d failed: %s", self._failures, exc)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._check = True
+
+    def _step(self) -> None:
+        """Read once: the stream's state when needed, and the next batch."""
+        bp, feed, last = self._bp, self._feed, self._last
+        if self._client is None:
+            self._client = bp._connect(bp.block + bp.timeout)
+        client = self._client
+        reply: object = None
+        info: _Info = None
+        checked = last is None or self._check
+        if checked:
+            # The stream's state and the next batch, atomically (MULTI).
+            pipe = client.pipeline(transaction=True)
+            pipe.xinfo_stream(bp.stream)
+            if last is not None:
+                pipe.xread({bp.stream: _format(last)}, count=bp.count)
+            info_reply, *rest = pipe.execute(raise_on_error=False)
+            for result in rest:
+                if isinstance(result, Exception):
+                    raise result
+            reply = rest[0] if rest else None
+            info = _info(info_reply)
+        else:
+            assert last is not None
+            reply = client.xread({bp.stream: _format(last)}, count=bp.count,
+                                 block=int(bp.block * 1000))
+        if self._failures:
+            log.warning("sse_kit.redis: reconnected to the stream %r after %d failed attempt(s);"
+                        " resuming after %s", bp.stream, self._failures,
+                        _format(last) if last is not None else "its end")
+            feed.counters.add("backplane_reconnects")
+            self._failures = 0
+        if checked:
+            self._check = False
+            reason = None if last is None else _check(info, last)
+            if last is None or reason is not None:
+                self._last = info[0] if info is not None else _ZERO
+                if reason == RESET_UNKNOWN:
+                    reason = RESET_LOST  # the stream was made anew, with older IDs
+                feed.rebase(_format(self._last), reason)
+                return
+        rows = _rows(reply)
+        if rows:
+            entries = _entries(rows)
+            if entries:
+                feed.deliver(entries)
+            self._last = _key(rows[-1][0])
+            self._check = len(rows) >= bp.count  # behind: make sure nothing was trimmed
