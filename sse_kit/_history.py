@@ -169,6 +169,10 @@ class History(_Ring[int]):
         return Resume(frames=self._after(seq, client_id))
 
 
+# A floor above every ID: the ring covers nothing until its first entry.
+_UNCOVERED: Final = (1 << 64, 0)
+
+
 def parse_stream_id(text: str) -> StreamKey | None:
     """``"<ms>-<seq>"`` (a Redis stream entry ID) as a pair of ints, else ``None``."""
     if not text or len(text) > MAX_EVENT_ID_LENGTH:
@@ -200,13 +204,18 @@ class StreamHistory(_Ring[StreamKey]):
 
     def append(self, key: StreamKey, pattern: Pattern, frame: bytes) -> None:
         """Remember the event with stream ID *key* (newer than every other)."""
+        if self.floor == _UNCOVERED:
+            self.floor = key
         self.known = True
         self._append(key, pattern, frame)
 
     def rebase(self, key: StreamKey) -> None:
         """Forget the ring: the stream continues after *key* from now on."""
         self._ring.clear()
-        self.floor = self.last_key = key
+        self.last_key = key
+        # After "0-0" (no stream) the next stream's IDs say nothing about the IDs of
+        # a stream that was lost before it: the ring covers from its first entry on.
+        self.floor = _UNCOVERED if key == (0, 0) else key
         self.known = True
 
     def since(self, key: StreamKey, client_id: str) -> Resume | None:

@@ -208,8 +208,9 @@ class RedisBackplane:
 
     # -- connections -------------------------------------------------------------
 
-    def _connect(self, socket_timeout: float) -> redis.Redis:
+    def _connect(self, socket_timeout: float, name: str) -> redis.Redis:
         options: dict[str, Any] = {
+            "client_name": name,  # shows in CLIENT LIST: sse_kit:publish, sse_kit:reader
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": self.timeout,
             # One immediate retry replaces a pooled connection the server closed.
@@ -222,7 +223,8 @@ class RedisBackplane:
     def _publisher(self) -> redis.Redis:
         with self._lock:
             if self._client is None or self._pid != os.getpid():
-                self._client = self._connect(self.timeout)  # a forked child never reuses it
+                # A forked child makes its own: it never shares its parent's sockets.
+                self._client = self._connect(self.timeout, "sse_kit:publish")
                 self._pid = os.getpid()
             return self._client
 
@@ -399,7 +401,9 @@ class _Reader:
     def _failed(self, exc: Exception | None) -> None:
         self._failures += 1
         self._feed.counters.add("backplane_errors")
-        if exc is not None and self._failures == 1:
+        if self._stopping.is_set():
+            pass  # the hub stopped: whatever the read in progress hit does not matter
+        elif exc is not None and self._failures == 1:
             log.warning("sse_kit.redis: lost the stream %r (%s); reconnecting",
                         self._bp.stream, exc)
         elif exc is not None:
@@ -413,7 +417,7 @@ class _Reader:
         """Read once: the stream's state when needed, and the next batch."""
         bp, feed, last = self._bp, self._feed, self._last
         if self._client is None:
-            self._client = bp._connect(bp.block + bp.timeout)
+            self._client = bp._connect(bp.block + bp.timeout, "sse_kit:reader")
         client = self._client
         reply: object = None
         info: _Info = None
