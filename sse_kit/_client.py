@@ -174,11 +174,14 @@ class Client:
         replayed on resume).
 
         :returns: ``False`` when the outbox is full (the client is slow) or the
-            stream has ended; the event was not queued.
+            stream has ended; the event was not queued. A full outbox never ends
+            the stream here, whatever the hub's ``slow_client`` policy: an event
+            sent this way is not in the history, so a resume could not bring it back.
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
         :raises TypeError: if *data* is not str, bytes, dict or list.
         """
-        return self._offer(encode_fields(data_to_text(data), event=event)) == OFFERED
+        frame = encode_fields(data_to_text(data), event=event)
+        return self._offer(frame, may_cut=False) == OFFERED
 
     def close(self) -> None:
         """End this connection's stream after the events already queued."""
@@ -186,13 +189,17 @@ class Client:
 
     # -- used by the hub and the stream ------------------------------------------
 
-    def _offer(self, frame: bytes) -> int:
-        """Queue *frame*; return OFFERED, DROPPED, CUT or ENDED. Never blocks."""
+    def _offer(self, frame: bytes, *, may_cut: bool = True) -> int:
+        """Queue *frame*; return OFFERED, DROPPED, CUT or ENDED. Never blocks.
+
+        A full outbox drops *frame*, or ends the stream under the "disconnect"
+        policy when *may_cut* (the frame is in the history, so a resume brings it).
+        """
         with self._lock:
             if self._end is not None:
                 return ENDED
             if len(self._frames) >= self._buffer:
-                if self._policy == DROP:
+                if self._policy == DROP or not may_cut:
                     return DROPPED
                 self._end = SLOW
                 self._ready.notify()

@@ -78,11 +78,6 @@ class Stream:
         self._ended = False
         self._opened = time.monotonic()
         self._chunks = 0
-        if reg.resume.reset is not None:
-            hub.counters.add("resets")
-        elif reg.client.last_event_id is not None:
-            hub.counters.add_many(resumed=1, replayed=len(reg.resume.frames))
-        hub.counters.add("connects")
         log.info("sse_kit: client %r connected (%d open)", reg.client.id,
                  hub.get_client_count())
         # If the server drops this response without close(), still unregister.

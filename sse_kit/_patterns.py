@@ -85,13 +85,17 @@ class Pattern:
         return f"Pattern({self.text!r})"
 
 
-@lru_cache(maxsize=4096)
 def compile_pattern(pattern: str) -> Pattern:
     """Validate and compile *pattern*; cached, so a hot pattern compiles once.
 
     :raises InvalidPattern: as :func:`validate_pattern`.
     """
-    return Pattern(validate_pattern(pattern))
+    return _compile(validate_pattern(pattern))
+
+
+@lru_cache(maxsize=4096)
+def _compile(pattern: str) -> Pattern:
+    return Pattern(pattern)
 
 
 class ClientIndex:

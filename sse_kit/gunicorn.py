@@ -8,12 +8,16 @@ response holds its worker thread until the stream ends, so under gunicorn:
 * on ``SIGTERM``/``SIGINT``/``SIGQUIT`` the worker stops its hub *first*, which
   ends every stream at once, so the worker exits promptly instead of waiting out
   ``graceful_timeout`` for streams that would never end;
+* when the worker leaves on its own (``max_requests``), ``post_request`` stops
+  the hub as soon as gunicorn decides so;
 * ``worker_exit`` stops the hub for good.
 
 Use them from a gunicorn config file::
 
     # gunicorn.conf.py
-    from sse_kit.gunicorn import post_fork, post_worker_init, worker_exit  # noqa: F401
+    from sse_kit.gunicorn import (  # noqa: F401
+        post_fork, post_request, post_worker_init, worker_exit,
+    )
 
     worker_class = "gthread"
     threads = 64
@@ -33,7 +37,9 @@ from typing import Any
 
 from ._hub import Hub
 
-__all__ = ["find_hubs", "post_fork", "post_worker_init", "sizing", "worker_exit"]
+__all__ = [
+    "find_hubs", "post_fork", "post_request", "post_worker_init", "sizing", "worker_exit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +92,15 @@ def post_worker_init(worker: Any) -> None:
     # gunicorn installed its handlers in init_signals(), after post_fork: wrap them now.
     for signum in _EXIT_SIGNALS:
         signal.signal(signum, _stop_then(hubs, signal.getsignal(signum)))
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """gunicorn hook: when the worker is leaving on its own (``max_requests``
+    reached: no signal is sent), stop its hubs so open streams end now instead
+    of holding the worker until ``graceful_timeout``."""
+    if not getattr(worker, "alive", True):
+        for hub in getattr(worker, "sse_kit_hubs", None) or []:
+            hub.stop(timeout=0)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

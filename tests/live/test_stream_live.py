@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -154,3 +155,24 @@ def test_sigterm_with_open_streams_exits_promptly(gunicorn_server: Start) -> Non
         assert body.endswith(b"retry: 250\n\n")  # browsers come back quickly
         assert raw.complete  # the chunked body was terminated properly
         raw.close()
+
+
+def test_max_requests_restart_ends_streams_promptly(gunicorn_server: Start) -> None:
+    server = gunicorn_server(APP, config=CONF, threads=16, graceful_timeout=30,
+                             extra_args=("--max-requests", "5"))
+    first_worker = server.wait_for_workers(1)[0]
+    raws = [RawStream(server.host, server.port, f"/events/?cid=c{i}") for i in range(3)]
+    for raw in raws:
+        raw.read_until(b"event: connected", timeout=5)
+    t0 = time.monotonic()
+    # Requests 4 and 5 make the worker leave on its own: no signal is sent.
+    for _ in range(2):
+        httpx.get(f"{server.url}/healthz")
+    for raw in raws:
+        assert raw.read_to_end(timeout=10).endswith(b"retry: 250\n\n")
+        raw.close()
+    wait_for(lambda: first_worker not in server.worker_pids() and server.worker_pids(),
+             timeout=15, message="a new worker")
+    took = time.monotonic() - t0
+    assert took < 10, f"streams held the old worker for {took:.1f}s"
+    assert httpx.get(f"{server.url}/healthz").status_code == 200

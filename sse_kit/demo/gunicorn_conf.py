@@ -1,0 +1,41 @@
+"""gunicorn settings for ``make demo``: sse_kit's per-worker hooks, plus the demo's threads.
+
+``make demo`` runs::
+
+    gunicorn -k gthread --threads 64 -w 1 -c sse_kit/demo/gunicorn_conf.py \\
+        -b 127.0.0.1:8000 'sse_kit.demo.app:create_app()'
+
+The hooks are :mod:`sse_kit.gunicorn`'s (see docs/deployment.md); this file only
+adds the demo's ticker to ``post_worker_init`` and stops it in ``worker_exit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sse_kit.demo.app import demo_of
+from sse_kit.gunicorn import post_fork, post_request
+from sse_kit.gunicorn import post_worker_init as _start_hubs
+from sse_kit.gunicorn import worker_exit as _stop_hubs
+
+__all__ = ["post_fork", "post_request", "post_worker_init", "worker_exit"]
+
+worker_class = "gthread"
+# One process: without a backplane a hub reaches only its own worker's clients.
+workers = 1
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the app's hub (sse_kit's hook), then the demo's ticker, in this worker."""
+    _start_hubs(worker)
+    demo = demo_of(getattr(worker, "wsgi", None))
+    if demo is not None:
+        demo.start()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Stop the demo's threads, then the hubs (sse_kit's hook)."""
+    demo = demo_of(getattr(worker, "wsgi", None))
+    if demo is not None:
+        demo.stop()
+    _stop_hubs(server, worker)
