@@ -257,6 +257,7 @@ class _Link:
                 reg.resume = Resume(reset=replay.reset)
                 reg.position = catchup.fallback
                 catchup.threshold = (0, 0)
+                self.counters.add("resets")
                 return
             client_id, frames = reg.client.id, []
             for event_id, key, pattern, body in replay.entries:
@@ -264,5 +265,6 @@ class _Link:
                 if compile_pattern(pattern).matches(client_id):
                     frames.append(stream_frame(event_id, body))
             reg.resume = Resume(frames=tuple(frames))
+            self.counters.add_many(resumed=1, replayed=len(frames))
         finally:
             self._post(catchup)

@@ -431,7 +431,9 @@ class Hub:
                 reg.position = client.last_event_id
         self._index.add(client)
         self._client_count = len(self._index)
-        if reg.resume.reset is not None:
+        if reg.catchup is not None:
+            self.counters.add("connects")  # the resume is counted once read (_Link.catch_up)
+        elif reg.resume.reset is not None:
             self.counters.add_many(connects=1, resets=1)
         elif client.last_event_id is not None:
             self.counters.add_many(connects=1, resumed=1, replayed=len(reg.resume.frames))
