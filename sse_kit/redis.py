@@ -65,7 +65,8 @@ _BACKOFF_BASE: Final = 0.05
 # whether the first entry is a genesis entry); None when the stream does not exist.
 _Info = tuple[StreamKey, StreamKey | None, bool] | None
 
-Connect = Callable[..., "redis.Redis"]
+# Returns a redis.Redis, or anything with its stream commands (redis.cluster.RedisCluster).
+Connect = Callable[..., Any]
 
 
 def _check_number(name: str, value: object, minimum: float, integer: bool = False) -> None:
@@ -218,7 +219,8 @@ class RedisBackplane:
         }
         if isinstance(self.url, str):
             return redis.Redis.from_url(self.url, **options)
-        return self.url(**options)
+        client: redis.Redis = self.url(**options)  # or a RedisCluster: same commands
+        return client
 
     def _publisher(self) -> redis.Redis:
         with self._lock:
