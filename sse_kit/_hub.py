@@ -205,7 +205,8 @@ class Hub:
                 return self
             thread = threading.Thread(target=self._loop, name="sse_kit-hub", daemon=True)
             self._begin(thread)
-            thread.start()
+        self._start_reader()  # before the hub thread: its position is the first command
+        thread.start()
         return self
 
     def run(self) -> None:
@@ -217,6 +218,7 @@ class Hub:
             if self._running and self._pid == os.getpid():
                 raise RuntimeError("this hub is already running")
             self._begin(threading.current_thread())
+        self._start_reader()
         self._loop()
 
     def _begin(self, thread: threading.Thread) -> None:
@@ -227,6 +229,10 @@ class Hub:
         self._pid = os.getpid()
         self._running = True
         self._stopped.clear()
+
+    def _start_reader(self) -> None:
+        """Start the backplane's reader for this run; outside _state_lock, as it may
+        wait up to the backplane's timeout for a first contact."""
         if self.backplane is not None:
             inbox = self._inbox
             self._reader = self.backplane.start_reader(Feed(
