@@ -30,7 +30,6 @@ import os
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Final
 
 try:
@@ -240,12 +239,7 @@ class RedisBackplane:
     def __enter__(self) -> RedisBackplane:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _unavailable(self, exc: Exception) -> BackplaneUnavailable:

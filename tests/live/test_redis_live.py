@@ -45,12 +45,12 @@ def readers(server: RedisServer) -> int:
 
 
 def start(gunicorn_server: StartGunicorn, server: RedisServer, *, workers: int = 1,
-          **env: str) -> GunicornServer:
+          extra_args: tuple[str, ...] = (), **env: str) -> GunicornServer:
     """A gunicorn server whose every worker follows *server*'s stream."""
     env = {"SSE_REDIS_URL": server.url, "SSE_META_PID": "1", **env}
     expected = readers(server) + workers
     app = gunicorn_server(APP, config=CONF, threads=48, workers=workers, graceful_timeout=5,
-                          env=env)
+                          env=env, extra_args=extra_args)
     app.wait_for_workers()
     wait_for(lambda: readers(server) == expected, message=f"{expected} readers connected")
     return app
@@ -94,6 +94,19 @@ def test_every_worker_delivers_every_broadcast_from_any_worker_or_process(
         first, second = client.take(2)
         assert (first.data, second.data) == ("from a worker", "from a script")
         assert second.id == out  # the stream entry ID, the same on every worker
+
+
+def test_a_backplane_built_before_fork_connects_in_each_worker(
+    gunicorn_server: StartGunicorn, server: RedisServer, clients: list[SSEClient]
+) -> None:
+    # --preload builds the app, hub and backplane in the master; start() waits for one
+    # reader connection per worker, made by each worker after the fork.
+    app = start(gunicorn_server, server, workers=2, extra_args=("--preload",))
+    for i in range(8):
+        connect(app, f"user:{i}", clients)
+    assert publish(app, "user:*", "hello").status_code == 200
+    for client in clients:
+        assert datas(client, 1) == ["hello"]
 
 
 @pytest.mark.parametrize("history", ["1000", "0"], ids=["ring", "stream"])
