@@ -115,9 +115,10 @@ class Hub:
         keep-alive comment (which is also how a vanished client is noticed).
     :param max_clients: streams this hub serves at once; more get ``503``.
     :param history_size: recent broadcasts kept for ``Last-Event-ID`` resume
-        (``0`` turns resume off: every reconnect across a gap gets ``reset``).
+        (``0`` turns resume off: every reconnect across a gap gets ``reset``; with a
+        backplane such a resume is read from the backplane instead).
     :param history_ttl: seconds a broadcast stays resumable.
-    :param slow_client: ``"disconnect"`` (default with history) ends a stream whose
+    :param slow_client: ``"disconnect"`` (default with history or a backplane) ends a stream whose
         outbox overflows, after writing what is queued; the browser reconnects and
         resumes from history, so nothing is lost. ``"drop"`` (default without
         history) drops the events that do not fit, for that client only.
@@ -150,7 +151,7 @@ class Hub:
         _check_int("history_size", history_size, 0)
         _check_seconds("history_ttl", history_ttl)
         if slow_client is None:
-            slow_client = DISCONNECT if history_size else DROP
+            slow_client = DISCONNECT if history_size or backplane is not None else DROP
         if slow_client not in (DISCONNECT, DROP):
             raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
         _check_int("retry", retry, 0)

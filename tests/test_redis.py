@@ -412,3 +412,8 @@ def test_command_line_publish_fails_clearly(server: RedisServer) -> None:
         capture_output=True, text=True,
     )
     assert result.returncode == 2 and "pattern" in result.stderr
+
+
+def test_slow_clients_resume_from_the_stream_by_default_even_without_local_history() -> None:
+    hub = Hub(history_size=0, backplane=RedisBackplane("redis://localhost:6379/0"))
+    assert hub.slow_client == "disconnect"
