@@ -86,17 +86,28 @@ def _key(value: bytes | str) -> StreamKey:
     return key
 
 
+def _fields(raw: Any) -> Mapping[bytes, Any]:
+    """An entry's fields: a dict, or the flat ``[k, v, k, v]`` list of a raw reply."""
+    if isinstance(raw, Mapping):
+        return raw
+    items = iter(raw)
+    return dict(zip(items, items, strict=True))
+
+
 def _info(reply: object) -> _Info:
-    """Parse an XINFO STREAM reply (or the error it gave for a missing key)."""
+    """Parse an XINFO STREAM reply, parsed by redis-py or raw (a cluster transaction
+    returns it raw), or the error it gave for a missing key."""
     if isinstance(reply, redis.ResponseError):
         if "no such key" in str(reply).lower():
             return None
         raise reply
-    assert isinstance(reply, Mapping)
-    first = reply.get("first-entry")
+    if not isinstance(reply, Mapping):  # a flat [k, v, k, v] list
+        reply = _fields(reply)
+    info = {_str(k): v for k, v in reply.items()}
+    last, first = _key(info["last-generated-id"]), info.get("first-entry")
     if not first:
-        return _key(reply["last-generated-id"]), None, False
-    return _key(reply["last-generated-id"]), _key(first[0]), _GENESIS in first[1]
+        return last, None, False
+    return last, _key(first[0]), _GENESIS in _fields(first[1])
 
 
 def _check(info: _Info, after: StreamKey) -> str | None:
@@ -115,20 +126,23 @@ def _check(info: _Info, after: StreamKey) -> str | None:
     return None
 
 
-def _rows(reply: Any) -> list[Any]:
-    """The ``(id, fields)`` rows of an XRANGE or one-stream XREAD reply (RESP2 or 3)."""
+def _xrange_rows(reply: Any) -> list[tuple[Any, Mapping[bytes, Any]]]:
+    """The ``(id, fields)`` rows of an XRANGE reply (parsed or raw)."""
+    return [(row[0], _fields(row[1])) for row in reply or ()]
+
+
+def _xread_rows(reply: Any) -> list[tuple[Any, Mapping[bytes, Any]]]:
+    """The rows of a one-stream XREAD reply: ``[[stream, rows]]`` (RESP2, parsed or
+    raw), ``{stream: rows}`` or ``{stream: [rows]}`` (RESP3), or ``None``."""
     if not reply:
         return []
-    if isinstance(reply, Mapping):  # XREAD under RESP3: {stream: [rows]} or {stream: [[rows]]}
-        reply = next(iter(reply.values()))
-        if reply and len(reply) == 1 and isinstance(reply[0], list):
-            reply = reply[0]
-    elif isinstance(reply, list) and len(reply[0]) == 2 and isinstance(reply[0][1], list):
-        reply = reply[0][1]  # XREAD under RESP2: [[stream, [rows]]]
-    return list(reply)
+    rows = next(iter(reply.values())) if isinstance(reply, Mapping) else reply[0][1]
+    if rows and len(rows) == 1 and rows[0] and isinstance(rows[0][0], (list, tuple)):
+        rows = rows[0]
+    return _xrange_rows(rows)
 
 
-def _entries(rows: list[Any]) -> list[Entry]:
+def _entries(rows: list[tuple[Any, Mapping[bytes, Any]]]) -> list[Entry]:
     """The events among *rows*; genesis entries are skipped."""
     out: list[Entry] = []
     for raw_id, fields in rows:
@@ -329,10 +343,14 @@ class RedisBackplane:
             if isinstance(range_reply, Exception):
                 raise range_reply
             reason = _check(_info(info_reply), key)
+            if reason:
+                return Replay(reset=reason)
+            return Replay(entries=_entries(_xrange_rows(range_reply)))
         except redis.RedisError as exc:
             log.warning("sse_kit.redis: cannot read the stream for a resume: %s", exc)
-            return Replay(reset=RESET_UNAVAILABLE)
-        return Replay(reset=reason) if reason else Replay(entries=_entries(_rows(range_reply)))
+        except Exception:  # a reply we cannot read: the stream gets a reset, not a 500
+            log.exception("sse_kit.redis: cannot read the stream for a resume")
+        return Replay(reset=RESET_UNAVAILABLE)
 
     def start_reader(self, feed: Feed) -> _Reader:
         """Start a reader thread feeding every entry from now on to *feed*."""
@@ -449,7 +467,7 @@ class _Reader:
                     reason = RESET_LOST  # the stream was made anew, with older IDs
                 feed.rebase(_format(self._last), reason)
                 return
-        rows = _rows(reply)
+        rows = _xread_rows(reply)
         if rows:
             entries = _entries(rows)
             if entries:

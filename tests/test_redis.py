@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +14,7 @@ import redis
 from sse_kit import Backplane, BackplaneUnavailable, Broadcaster, Hub, InvalidPattern
 from sse_kit._wire import encode_fields
 from sse_kit.redis import RedisBackplane
-from tests._live import RedisServer, wait_for
+from tests._live import LOOPBACK, RedisServer, free_port, wait_for
 from tests._streams import Reader
 
 pytestmark = pytest.mark.redis
@@ -430,3 +431,70 @@ def test_command_line_publish_fails_clearly(server: RedisServer) -> None:
 def test_slow_clients_resume_from_the_stream_by_default_even_without_local_history() -> None:
     hub = Hub(history_size=0, backplane=RedisBackplane("redis://localhost:6379/0"))
     assert hub.slow_client == "disconnect"
+
+
+# -- beyond one Redis: the set-ups docs/redis.md describes ---------------------------
+
+
+def free_port_is(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def follow_and_resume(backplane: RedisBackplane) -> None:
+    """A hub on *backplane* delivers, pipelines, and resumes from the stream."""
+    with Hub(backplane=backplane, history_size=0) as hub:
+        wait_for(lambda: position(hub), message="the reader's first contact")
+        reader = Reader(hub, "x")
+        reader.next()
+        hub.broadcast_to_pattern("x", "one")
+        backplane.broadcast_many([("x", "two"), ("y", "not x"), ("x", "three")])
+        got = messages(reader, 3)
+        assert [d for _, d in got] == ["one", "two", "three"]
+        again = Reader(hub, "x", last_event_id=got[0][0])  # read back from the stream
+        again.next()
+        assert [d for _, d in messages(again, 2)] == ["two", "three"]
+    backplane.close()
+
+
+def test_through_sentinel(redis_server: Callable[..., RedisServer]) -> None:
+    from redis.sentinel import MasterNotFoundError, Sentinel
+
+    master = redis_server()
+    monitor = redis_server(config=[f"sentinel monitor mymaster {master.host} {master.port} 1"],
+                           extra_args=["--sentinel"])
+    sentinel = Sentinel([(monitor.host, monitor.port)], socket_timeout=0.5)
+
+    def found() -> bool:
+        try:
+            return sentinel.discover_master("mymaster") == (master.host, master.port)
+        except MasterNotFoundError:
+            return False
+
+    wait_for(found, message="the sentinel to know its master")
+    follow_and_resume(RedisBackplane(lambda **kw: sentinel.master_for("mymaster", **kw),
+                                     stream="myapp:sse"))
+
+
+def test_through_a_cluster_with_a_hash_tagged_key(redis_server: Callable[..., RedisServer]) -> None:
+    from redis.cluster import RedisCluster
+
+    def cluster_port() -> int:
+        # The cluster bus listens on port + 10000 (Redis 6.2 cannot move it).
+        port = free_port()
+        return port if port <= 55535 and free_port_is(port + 10000) else 0
+
+    node = redis_server(extra_args=["--cluster-enabled", "yes",
+                                    "--cluster-config-file", "nodes.conf"],
+                        port=wait_for(cluster_port, message="a port for a cluster node"))
+    with redis.Redis(host=node.host, port=node.port) as admin:
+        admin.execute_command("CLUSTER", "ADDSLOTS", *range(16384))
+        wait_for(lambda: b"cluster_state:ok" in admin.execute_command("CLUSTER", "INFO",
+                                                                    NEVER_DECODE=True),
+                 message="the one-node cluster to be up")
+    follow_and_resume(RedisBackplane(
+        lambda **kw: RedisCluster(host=node.host, port=node.port, **kw), stream="{myapp}:sse"))
