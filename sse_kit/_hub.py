@@ -353,7 +353,7 @@ class Hub:
         :raises TypeError: if *data* is of another type.
         :raises HubNotRunning: if the hub thread is not running (without a backplane).
         :raises BackplaneUnavailable: if the backplane cannot be reached in time;
-            the event was not published.
+            the event was not published (unless only the answer timed out).
         """
         validate_pattern(pattern)
         body = encode_fields(data_to_text(data), event=event)

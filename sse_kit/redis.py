@@ -227,8 +227,10 @@ class RedisBackplane:
             "client_name": name,  # shows in CLIENT LIST: sse_kit:publish, sse_kit:reader
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": self.timeout,
-            # One immediate retry replaces a pooled connection the server closed.
-            "retry": Retry(NoBackoff(), 1),
+            # One immediate retry replaces a pooled connection the server closed; never
+            # after a timeout, when the command may have run (a retried XADD would
+            # publish the event twice).
+            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         }
         if isinstance(self.url, str):
             return redis.Redis.from_url(self.url, **options)
@@ -276,7 +278,8 @@ class RedisBackplane:
         :raises ValueError: if *event* contains CR, LF or NUL.
         :raises TypeError: if *data* is not str, bytes, dict or list.
         :raises BackplaneUnavailable: if Redis cannot be reached in time; the
-            event was not published.
+            event was not published (unless Redis took it and only its answer
+            timed out).
         """
         validate_pattern(pattern)
         self.publish(pattern, encode_fields(data_to_text(data), event=event))
