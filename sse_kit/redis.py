@@ -382,11 +382,8 @@ class _Reader:
         self._failures = 0  # consecutive failed attempts
 
     def start(self) -> None:
-        """Contact Redis once (at most about ``timeout`` seconds), then read in a thread."""
-        try:
-            self._step()
-        except redis.RedisError as exc:
-            self._failed(exc)
+        """Contact Redis once (a few ``timeout`` at most), then read in a thread."""
+        self._attempt()
         self._thread.start()
 
     def stop(self) -> None:
@@ -405,15 +402,18 @@ class _Reader:
                 delay = min(self._bp.reconnect_max, _BACKOFF_BASE * 2 ** min(self._failures, 20))
                 if stopping.wait(delay * random.uniform(0.5, 1.0)):  # jitter: workers differ
                     break
-            try:
-                self._step()
-            except redis.RedisError as exc:
-                self._failed(exc)
-            except Exception:  # a bug: keep the hub's streams open, retry later
-                log.exception("sse_kit.redis: reader failed; retrying")
-                self._failed(None)
+            self._attempt()
         if self._client is not None:
             self._client.close()
+
+    def _attempt(self) -> None:
+        try:
+            self._step()
+        except redis.RedisError as exc:
+            self._failed(exc)
+        except Exception:  # a bug: keep the hub and its streams up, retry later
+            log.exception("sse_kit.redis: reader failed; retrying")
+            self._failed(None)
 
     def _failed(self, exc: Exception | None) -> None:
         self._failures += 1
