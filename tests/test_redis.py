@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from sse_kit import Backplane, BackplaneUnavailable, Broadcaster, Hub, InvalidPattern
-from sse_kit._wire import encode_fields
+from sse_kit import Backplane, BackplaneUnavailable, Broadcaster, Hub, InvalidPattern, serve_sse
+from sse_kit._wire import SSEDecoder, encode_fields
 from sse_kit.redis import RedisBackplane
 from tests._live import LOOPBACK, RedisServer, free_port, wait_for
-from tests._streams import Reader
+from tests._streams import Reader, environ
 
 pytestmark = pytest.mark.redis
 
@@ -498,3 +498,21 @@ def test_through_a_cluster_with_a_hash_tagged_key(redis_server: Callable[..., Re
                  message="the one-node cluster to be up")
     follow_and_resume(RedisBackplane(
         lambda **kw: RedisCluster(host=node.host, port=node.port, **kw), stream="{myapp}:sse"))
+
+
+def test_a_slow_client_cut_off_resumes_from_the_stream(
+    hubs: Callable[..., Hub], server: RedisServer
+) -> None:
+    hub = hubs(history_size=0, client_buffer=5)
+    response = serve_sse(hub, environ(), "x")
+    body = iter(response.response)
+    decoder = SSEDecoder()
+    decoder.feed(next(body))  # connected; then the stream is not read for a while
+    with RedisBackplane(server.url) as standalone:
+        standalone.broadcast_many([("x", str(i)) for i in range(50)])
+    wait_for(lambda: hub.stats()["slow_disconnects"] == 1, message="the slow client to be cut")
+    got = [ev for chunk in body for ev in decoder.feed(chunk)]  # what was queued, then the end
+    assert [ev.data for ev in got] == [str(i) for i in range(5)]
+    response.response.close()  # type: ignore[attr-defined]
+    again = Reader(hub, "x", last_event_id=got[-1].id)
+    assert [d for _, d in messages(again, 45)] == [str(i) for i in range(5, 50)]
