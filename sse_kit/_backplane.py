@@ -241,8 +241,6 @@ class _Link:
         targets = list(clients)
         self._route(targets, encode_fields(data, event=EVENT_TYPE_RESET, id=position))
         self.counters.add_many(backplane_gaps=1, resets=len(targets))
-        log.warning("sse_kit: backplane stream %s; sent reset to %d stream(s), continuing after %s",
-                    reason, len(targets), position)
 
     # -- request thread ---------------------------------------------------------
 

@@ -13,6 +13,11 @@ ordering and framing of everything written on that connection:
 
 ``close()`` (which every WSGI server calls, even for a response it never
 iterated) unregisters the client; so does garbage collection as a last resort.
+
+Logging: one ``INFO`` line when the stream opens and one when it closes (client
+ID, duration, events, bytes, why it ended), a ``WARNING`` when it is cut as a
+slow client. Only the client ID identifies a stream in the log: never the URL,
+its query string or a header, which may carry tokens.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Stream"]
 
-log = logging.getLogger("sse_kit")
+log = logging.getLogger(__name__)
 
 _DONE: Final = b""  # returned by _next_chunk when nothing more will be written
+_GONE: Final = "client gone"  # end reason when the server closed the response, not the hub
 
 
 def first_chunk(hub: Hub, reg: _Registration) -> bytes:
@@ -77,8 +83,17 @@ class Stream:
         self._interval = hub.keepalive_interval
         self._ended = False
         self._opened = time.monotonic()
-        self._chunks = 0
-        log.info("sse_kit: client %r connected (%d open)", reg.client.id,
+        self._events = len(reg.resume.frames)  # events written (replayed ones included)
+        self._bytes = 0
+        self._end: str = _GONE  # why the stream ended; _GONE until the hub says otherwise
+        # (The hub counted the connect, resume or reset when it registered the client.)
+        if reg.resume.reset is not None:
+            how = f"reset ({reg.resume.reset})"
+        elif reg.client.last_event_id is not None:
+            how = f"resumed, {len(reg.resume.frames)} replayed"
+        else:
+            how = "new"
+        log.info("sse_kit: client %r connected: %s (%d open)", reg.client.id, how,
                  hub.get_client_count())
         # If the server drops this response without close(), still unregister.
         self._finalizer = weakref.finalize(self, _release, hub, reg.client)
@@ -95,7 +110,7 @@ class Stream:
         chunk = self._next_chunk()
         if not chunk:
             raise StopIteration
-        self._chunks += 1
+        self._bytes += len(chunk)
         return chunk
 
     def _next_chunk(self) -> bytes:
@@ -108,8 +123,13 @@ class Stream:
         deadline = time.monotonic() + interval
         while True:
             frames, end = client._take(max(deadline - time.monotonic(), 0.0))
+            if frames:
+                self._events += len(frames)
+                # The outbox only grows until it is drained: this is its peak.
+                self._hub.counters.observe_max("queue_high_water", len(frames))
             if end is not None:
                 self._ended = True
+                self._end = end
                 if end == SHUTDOWN:
                     frames.append(encode_retry(self._hub.shutdown_retry))
                 elif end == SLOW:
@@ -130,8 +150,9 @@ class Stream:
         self._ended = True
         _release(self._hub, self._client)
         log.info(
-            "sse_kit: client %r disconnected after %.1fs, %d chunk(s) written",
-            self._client.id, time.monotonic() - self._opened, self._chunks,
+            "sse_kit: client %r disconnected (%s) after %.1fs: %d event(s), %d byte(s)",
+            self._client.id, self._end, time.monotonic() - self._opened, self._events,
+            self._bytes,
         )
 
 

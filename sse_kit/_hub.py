@@ -288,6 +288,7 @@ class Hub:
         self._client_count = 0
         if n:
             self.counters.add("disconnected", n)
+            self.counters.set("clients", 0)
         while True:  # answer whoever is still waiting
             try:
                 op, a, _ = inbox.get_nowait()
@@ -391,9 +392,7 @@ class Hub:
             elif result == DROPPED:
                 dropped += 1
             elif result == CUT:
-                cut += 1
-                log.warning("sse_kit: client %r is too slow; ending its stream to resume later",
-                            client.id)
+                cut += 1  # the stream logs the WARNING: no logging I/O on the hub thread
         self.counters.add_many(delivered=delivered, dropped=dropped, slow_disconnects=cut)
 
     # -- clients ----------------------------------------------------------------
@@ -438,6 +437,7 @@ class Hub:
                 reg.position = client.last_event_id
         self._index.add(client)
         self._client_count = len(self._index)
+        self.counters.set("clients", self._client_count)
         if reg.catchup is not None:
             self.counters.add("connects")  # the resume is counted once read (_Link.catch_up)
         elif reg.resume.reset is not None:
@@ -460,6 +460,7 @@ class Hub:
         if self._index.remove(client):
             self._client_count = len(self._index)
             self.counters.add("disconnected")
+            self.counters.set("clients", self._client_count)
 
     def disconnect(self, pattern: str) -> int:
         """End the streams of every client whose ID matches *pattern* now.
@@ -521,7 +522,9 @@ class Hub:
         return self._call(lambda: list(self._index.match(compiled)), [])
 
     def stats(self) -> dict[str, int]:
-        """Counters since the hub was created, plus ``clients`` (open streams now)."""
+        """This process's metrics: the counters since the hub was created, and the
+        gauges, ``clients`` (open streams now) among them. Every name is listed,
+        with its meaning, in ``docs/operations.md``."""
         snapshot = self.counters.snapshot()
         snapshot["clients"] = self.get_client_count()
         return snapshot

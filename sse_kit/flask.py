@@ -10,6 +10,11 @@
 
 The blueprint records its hub in ``app.extensions["sse_kit"]``, where
 :mod:`sse_kit.gunicorn`'s hooks find it to start and stop it per worker.
+
+Routes, under the blueprint's ``url_prefix``: ``GET /`` the stream,
+``GET /sse_kit.js`` the browser helper (``docs/browser.md``), and with
+``metrics=True`` ``GET /metrics`` in the Prometheus text format
+(``docs/operations.md``).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
-from flask import Blueprint, Flask, Request, request
+from flask import Blueprint, Flask, Request, request, send_file
 from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response
 
@@ -30,6 +36,11 @@ __all__ = ["SSEKitExtension", "anonymous_client_id", "create_blueprint"]
 
 ClientIdFactory = Callable[[Request], str]
 MetadataFactory = Callable[[Request], Mapping[str, Any]]
+
+# The browser helper, shipped as package data.
+SSE_KIT_JS: Final = Path(__file__).resolve().parent / "static" / "sse_kit.js"
+# Browsers may reuse the helper this long without asking; then they revalidate (ETag).
+_JS_MAX_AGE: Final = 3600
 
 
 def anonymous_client_id(request: Request) -> str:
@@ -65,8 +76,10 @@ def create_blueprint(
     client_id: ClientIdFactory = anonymous_client_id,
     metadata: Mapping[str, Any] | MetadataFactory | None = None,
     name: str = "sse",
+    metrics: bool = False,
 ) -> Blueprint:
-    """A blueprint whose ``GET /`` streams the events of one client.
+    """A blueprint whose ``GET /`` streams the events of one client, and whose
+    ``GET /sse_kit.js`` serves the browser helper.
 
     :param hub: the hub to register clients with.
     :param client_id: ``(request) -> str``: the connection's client ID, derived
@@ -74,8 +87,14 @@ def create_blueprint(
         default gives each connection a random ID under ``anon:``.
     :param metadata: a mapping, or ``(request) -> mapping``, attached to each
         client and sent in its ``connected`` event.
-    :param name: the blueprint's name (endpoints are ``<name>.stream``).
+    :param name: the blueprint's name (endpoints are ``<name>.stream``,
+        ``<name>.script`` and ``<name>.metrics``).
+    :param metrics: also serve ``GET /metrics``, the hub's metrics in the
+        Prometheus text format (needs ``pip install 'sse_kit[prometheus]'``).
+        It is open to whoever reaches the route: mount it where only your
+        scraper does, or wrap it in your auth.
     :raises TypeError: if *hub* is not a Hub or *client_id* is not callable.
+    :raises ImportError: if *metrics* is true and prometheus_client is missing.
     """
     if not isinstance(hub, Hub):
         raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
@@ -95,5 +114,18 @@ def create_blueprint(
     def stream() -> Response:
         meta = metadata(request) if callable(metadata) else metadata
         return serve_sse(hub, request, client_id(request), metadata=meta)
+
+    @bp.get("/sse_kit.js")
+    def script() -> Response:
+        return send_file(SSE_KIT_JS, mimetype="text/javascript", max_age=_JS_MAX_AGE)
+
+    if metrics:
+        from .prometheus import CONTENT_TYPE, HubMetrics  # the optional extra
+
+        exporter = HubMetrics(hub, hub_label=name)
+
+        @bp.get("/metrics", endpoint="metrics")
+        def metrics_text() -> Response:
+            return Response(exporter.render(), mimetype=None, content_type=CONTENT_TYPE)
 
     return bp

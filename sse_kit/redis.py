@@ -468,6 +468,10 @@ class _Reader:
                 self._last = info[0] if info is not None else _ZERO
                 if reason == RESET_UNKNOWN:
                     reason = RESET_LOST  # the stream was made anew, with older IDs
+                if reason is not None:  # logged here: the hub thread does no logging I/O
+                    log.warning("sse_kit.redis: the stream %r was %s after %s; every open"
+                                " stream gets a reset, continuing after %s", bp.stream,
+                                reason, _format(last) if last else "?", _format(self._last))
                 feed.rebase(_format(self._last), reason)
                 return
         rows = _xread_rows(reply)

@@ -53,6 +53,7 @@ def create_app() -> Flask:
             client_id=lambda r: r.args.get("cid") or anonymous_client_id(r),
             # SSE_META_PID=1: the connected event tells which worker serves the stream.
             metadata=(lambda r: {"pid": os.getpid()}) if os.environ.get("SSE_META_PID") else None,
+            metrics=bool(_env("SSE_METRICS", 0)),
         ),
         url_prefix="/events",
     )
