@@ -4,7 +4,8 @@ Runs both modes in one process, one after the other: N streams (served by
 ``serve_sse`` and drained by one thread each, as a WSGI server would), and a
 publisher sending R broadcasts per second to all of them for S seconds. Each
 event carries its publish time; the latency is publish -> decoded by the stream
-reader. Prints p50/p99/max per mode.
+reader. Prints p50/p99/max per mode, then how fast one thread publishes through
+the backplane one event at a time and pipelined (``broadcast_many``).
 
     python bench/redis_latency.py [--clients 100] [--rate 10] [--seconds 10] [--url redis://...]
 
@@ -136,10 +137,30 @@ def main() -> None:
         with Hub(client_buffer=1024, backplane=backplane) as hub:
             remote = measure(hub, args.clients, args.rate, args.seconds)
         backplane.close()
+        rates = publish_rates(url)
     print(_report("in-process hub", local, expected))
     print(_report("redis backplane", remote, expected))
     added = statistics.median(remote) - statistics.median(local)
     print(f"added by the backplane at p50: {added * 1000:.2f} ms")
+    print(rates)
+
+
+def publish_rates(url: str, n: int = 5000, batch: int = 100) -> str:
+    """Events per second one thread appends: one XADD each, then pipelined batches."""
+    from sse_kit.redis import RedisBackplane
+
+    with RedisBackplane(url, stream="sse_kit:bench-publish") as backplane:
+        backplane.broadcast_to_pattern("nobody", "warm-up")
+        start = time.perf_counter()
+        for i in range(n):
+            backplane.broadcast_to_pattern("nobody", str(i))
+        single = n / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for first in range(0, n, batch):
+            backplane.broadcast_many([("nobody", str(i)) for i in range(first, first + batch)])
+        piped = n / (time.perf_counter() - start)
+    return (f"publishing from one thread: {single:,.0f} events/s one at a time,"
+            f" {piped:,.0f} events/s pipelined in batches of {batch}")
 
 
 @contextmanager
