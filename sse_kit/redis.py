@@ -29,7 +29,7 @@ import logging
 import os
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 try:
@@ -41,28 +41,34 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
         "sse_kit.redis needs the redis package: pip install 'sse_kit[redis]'"
     ) from exc
 
-from ._backplane import Entry, Feed, Replay
+from ._backplane import Feed, Replay
 from ._exceptions import BackplaneUnavailable
-from ._history import RESET_EXPIRED, RESET_LOST, RESET_UNAVAILABLE, RESET_UNKNOWN, StreamKey
+from ._history import RESET_LOST, RESET_UNAVAILABLE, RESET_UNKNOWN, StreamKey
 from ._history import parse_stream_id as _parse_id
 from ._patterns import validate_pattern
+from ._redis_replies import (
+    BODY,
+    GENESIS,
+    PATTERN,
+    ZERO,
+    Info,
+    as_str,
+    check,
+    entries,
+    format_id,
+    info_of,
+    key_of,
+    xrange_rows,
+    xread_rows,
+)
 from ._wire import data_to_text, encode_fields
 
 __all__ = ["RedisBackplane"]
 
 log = logging.getLogger(__name__)
 
-# Entry fields. A genesis entry has only _GENESIS; readers skip it.
-_PATTERN: Final = b"p"
-_BODY: Final = b"b"
-_GENESIS: Final = b"g"
-_ZERO: Final = (0, 0)
 # The reader's first retry waits this long; each failure doubles it up to reconnect_max.
 _BACKOFF_BASE: Final = 0.05
-
-# Where the stream stands, from XINFO STREAM: (last-generated-id, first entry's ID,
-# whether the first entry is a genesis entry); None when the stream does not exist.
-_Info = tuple[StreamKey, StreamKey | None, bool] | None
 
 # Returns a redis.Redis, or anything with its stream commands (redis.cluster.RedisCluster).
 Connect = Callable[..., Any]
@@ -73,89 +79,6 @@ def _check_number(name: str, value: object, minimum: float, integer: bool = Fals
     if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
         what = "an int" if integer else "a number"
         raise ValueError(f"{name} must be {what} >= {minimum:g}, got {value!r}")
-
-
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _key(value: bytes | str) -> StreamKey:
-    key = _parse_id(_str(value))
-    if key is None:
-        raise redis.ResponseError(f"not a stream entry ID: {value!r}")
-    return key
-
-
-def _fields(raw: Any) -> Mapping[bytes, Any]:
-    """An entry's fields: a dict, or the flat ``[k, v, k, v]`` list of a raw reply."""
-    if isinstance(raw, Mapping):
-        return raw
-    items = iter(raw)
-    return dict(zip(items, items, strict=True))
-
-
-def _info(reply: object) -> _Info:
-    """Parse an XINFO STREAM reply, parsed by redis-py or raw (a cluster transaction
-    returns it raw), or the error it gave for a missing key."""
-    if isinstance(reply, redis.ResponseError):
-        if "no such key" in str(reply).lower():
-            return None
-        raise reply
-    if not isinstance(reply, Mapping):  # a flat [k, v, k, v] list
-        reply = _fields(reply)
-    info = {_str(k): v for k, v in reply.items()}
-    last, first = _key(info["last-generated-id"]), info.get("first-entry")
-    if not first:
-        return last, None, False
-    return last, _key(first[0]), _GENESIS in _fields(first[1])
-
-
-def _check(info: _Info, after: StreamKey) -> str | None:
-    """Whether the stream still holds every entry after *after*; if not, why not."""
-    if info is None:
-        return None if after == _ZERO else RESET_LOST
-    last, first, genesis = info
-    if after > last:
-        return RESET_UNKNOWN  # from the future, or from a lost stream with later IDs
-    if first is not None and first > after:
-        if genesis:
-            # The stream began after *after*: only a position taken while there was
-            # no stream ("0-0") continues in it; any other ID is from a lost stream.
-            return None if after == _ZERO else RESET_LOST
-        return RESET_EXPIRED  # trimmed by maxlen
-    return None
-
-
-def _xrange_rows(reply: Any) -> list[tuple[Any, Mapping[bytes, Any]]]:
-    """The ``(id, fields)`` rows of an XRANGE reply (parsed or raw)."""
-    return [(row[0], _fields(row[1])) for row in reply or ()]
-
-
-def _xread_rows(reply: Any) -> list[tuple[Any, Mapping[bytes, Any]]]:
-    """The rows of a one-stream XREAD reply: ``[[stream, rows]]`` (RESP2, parsed or
-    raw), ``{stream: rows}`` or ``{stream: [rows]}`` (RESP3), or ``None``."""
-    if not reply:
-        return []
-    rows = next(iter(reply.values())) if isinstance(reply, Mapping) else reply[0][1]
-    if rows and len(rows) == 1 and rows[0] and isinstance(rows[0][0], (list, tuple)):
-        rows = rows[0]
-    return _xrange_rows(rows)
-
-
-def _entries(rows: list[tuple[Any, Mapping[bytes, Any]]]) -> list[Entry]:
-    """The events among *rows*; genesis entries are skipped."""
-    out: list[Entry] = []
-    for raw_id, fields in rows:
-        pattern = fields.get(_PATTERN)
-        if pattern is None:
-            continue
-        event_id = _str(raw_id)
-        out.append((event_id, _key(event_id), _str(pattern), bytes(fields[_BODY])))
-    return out
-
-
-def _format(key: StreamKey) -> str:
-    return f"{key[0]}-{key[1]}"
 
 
 class RedisBackplane:
@@ -306,7 +229,7 @@ class RedisBackplane:
             client = self._publisher()
             ids = self._xadd(client, batch)
             if None in ids:  # no stream yet (or it was lost): begin one, then retry those
-                client.xadd(self.stream, {_GENESIS: b"1"}, maxlen=self.maxlen, approximate=True)
+                client.xadd(self.stream, {GENESIS: b"1"}, maxlen=self.maxlen, approximate=True)
                 missing = [i for i, event_id in enumerate(ids) if event_id is None]
                 retried = self._xadd(client, [batch[i] for i in missing])
                 for i, event_id in zip(missing, retried, strict=True):
@@ -315,7 +238,7 @@ class RedisBackplane:
                 raise redis.ResponseError(f"stream {self.stream!r} vanished while publishing")
         except redis.RedisError as exc:
             raise self._unavailable(exc) from exc
-        return [_str(event_id) for event_id in ids]
+        return [as_str(event_id) for event_id in ids]
 
     def _xadd(self, client: redis.Redis, batch: list[tuple[str, bytes]]) -> list[Any]:
         if len(batch) == 1:
@@ -327,7 +250,7 @@ class RedisBackplane:
         return list(pipe.execute())
 
     def _xadd_one(self, client: Any, pattern: str, body: bytes) -> Any:
-        return client.xadd(self.stream, {_PATTERN: pattern.encode(), _BODY: body},
+        return client.xadd(self.stream, {PATTERN: pattern.encode(), BODY: body},
                            maxlen=self.maxlen, approximate=True, nomkstream=True)
 
     # -- reading ---------------------------------------------------------------
@@ -341,14 +264,14 @@ class RedisBackplane:
         try:
             pipe = self._publisher().pipeline(transaction=True)
             pipe.xinfo_stream(self.stream)
-            pipe.xrange(self.stream, min="(" + _format(key), max="+")
+            pipe.xrange(self.stream, min="(" + format_id(key), max="+")
             info_reply, range_reply = pipe.execute(raise_on_error=False)
             if isinstance(range_reply, Exception):
                 raise range_reply
-            reason = _check(_info(info_reply), key)
+            reason = check(info_of(info_reply), key)
             if reason:
                 return Replay(reset=reason)
-            return Replay(entries=_entries(_xrange_rows(range_reply)))
+            return Replay(entries=entries(xrange_rows(range_reply)))
         except redis.RedisError as exc:
             log.warning("sse_kit.redis: cannot read the stream for a resume: %s", exc)
         except Exception:  # a reply we cannot read: the stream gets a reset, not a 500
@@ -437,47 +360,47 @@ class _Reader:
             self._client = bp._connect(bp.block + bp.timeout, "sse_kit:reader")
         client = self._client
         reply: object = None
-        info: _Info = None
+        info: Info = None
         checked = last is None or self._check
         if checked:
             # The stream's state and the next batch, atomically (MULTI).
             pipe = client.pipeline(transaction=True)
             pipe.xinfo_stream(bp.stream)
             if last is not None:
-                pipe.xread({bp.stream: _format(last)}, count=bp.count)
+                pipe.xread({bp.stream: format_id(last)}, count=bp.count)
             info_reply, *rest = pipe.execute(raise_on_error=False)
             for result in rest:
                 if isinstance(result, Exception):
                     raise result
             reply = rest[0] if rest else None
-            info = _info(info_reply)
+            info = info_of(info_reply)
         else:
             assert last is not None
-            reply = client.xread({bp.stream: _format(last)}, count=bp.count,
+            reply = client.xread({bp.stream: format_id(last)}, count=bp.count,
                                  block=int(bp.block * 1000))
         if self._failures:
             log.warning("sse_kit.redis: reconnected to the stream %r after %d failed attempt(s);"
                         " resuming after %s", bp.stream, self._failures,
-                        _format(last) if last is not None else "its end")
+                        format_id(last) if last is not None else "its end")
             feed.counters.add("backplane_reconnects")
             self._failures = 0
         if checked:
             self._check = False
-            reason = None if last is None else _check(info, last)
+            reason = None if last is None else check(info, last)
             if last is None or reason is not None:
-                self._last = info[0] if info is not None else _ZERO
+                self._last = info[0] if info is not None else ZERO
                 if reason == RESET_UNKNOWN:
                     reason = RESET_LOST  # the stream was made anew, with older IDs
                 if reason is not None:  # logged here: the hub thread does no logging I/O
                     log.warning("sse_kit.redis: the stream %r was %s after %s; every open"
                                 " stream gets a reset, continuing after %s", bp.stream,
-                                reason, _format(last) if last else "?", _format(self._last))
-                feed.rebase(_format(self._last), reason)
+                                reason, format_id(last) if last else "?", format_id(self._last))
+                feed.rebase(format_id(self._last), reason)
                 return
-        rows = _xread_rows(reply)
+        rows = xread_rows(reply)
         if rows:
-            entries = _entries(rows)
-            if entries:
-                feed.deliver(entries)
-            self._last = _key(rows[-1][0])
+            events = entries(rows)
+            if events:
+                feed.deliver(events)
+            self._last = key_of(rows[-1][0])
             self._check = len(rows) >= bp.count  # behind: make sure nothing was trimmed
