@@ -187,3 +187,27 @@ def test_nothing_published_to_a_surviving_stream_is_lost(
     assert publish(app, "user:*", "live").status_code == 200
     for client in clients:
         assert datas(client, 1) == ["live"]  # no duplicate, no reset in between
+
+
+def test_a_stream_that_survives_a_kill_loses_nothing(
+    redis_server: Callable[..., RedisServer], gunicorn_server: StartGunicorn,
+    clients: list[SSEClient],
+) -> None:
+    # Redis with an append-only file, fsynced on every write: SIGKILL keeps the stream.
+    server = redis_server(extra_args=["--appendonly", "yes", "--appendfsync", "always"])
+    app = start(gunicorn_server, server, workers=2, SSE_HISTORY="0")  # resumes read Redis
+    online, _, _ = connect(app, "user:1", clients)
+    offline, _, _ = connect(app, "user:2", clients)
+    assert publish(app, "user:*", "0").status_code == 200
+    assert datas(online, 1) == ["0"]
+    (last_seen,) = offline.take(1)
+    offline.close()  # this browser is away while the next events are published
+    for i in range(1, 6):
+        assert publish(app, "user:*", str(i)).status_code == 200
+    assert datas(online, 5) == ["1", "2", "3", "4", "5"]
+    server.restart()  # SIGKILL, then the same port and directory: the stream is reloaded
+    wait_for(lambda: publish(app, "user:*", "6").status_code == 200,
+             message="a publish to succeed after the restart")
+    assert [(ev.event, ev.data) for ev in online.take(1, event=None)] == [("message", "6")]
+    back, _, _ = connect(app, "user:2", clients, last_event_id=last_seen.id)
+    assert datas(back, 6) == ["1", "2", "3", "4", "5", "6"]
