@@ -516,3 +516,23 @@ def test_a_slow_client_cut_off_resumes_from_the_stream(
     response.response.close()  # type: ignore[attr-defined]
     again = Reader(hub, "x", last_event_id=got[-1].id)
     assert [d for _, d in messages(again, 45)] == [str(i) for i in range(5, 50)]
+
+
+def test_resumes_while_redis_is_down(hubs: Callable[..., Hub], server: RedisServer) -> None:
+    cached = hubs(bp={"timeout": 0.5})
+    uncached = hubs(bp={"timeout": 0.5}, history_size=0)
+    readers = [Reader(cached, "x"), Reader(uncached, "x")]
+    for reader in readers:
+        reader.next()
+    cached.broadcast_to_pattern("x", "1")
+    cached.broadcast_to_pattern("x", "2")
+    (first, _), _ = messages(readers[0], 2)
+    messages(readers[1], 2)
+    server.kill()
+    served = Reader(cached, "x", last_event_id=first)  # the ring covers it: no Redis needed
+    served.next()
+    assert [d for _, d in messages(served, 1)] == ["2"]
+    refused = Reader(uncached, "x", last_event_id=first)  # only Redis could: reset, no hang
+    refused.next()
+    reset = refused.next()
+    assert reset.event == "reset" and '"reason":"unavailable"' in reset.data
