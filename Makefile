@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 # Touched after a successful install; rebuilt when the packaging files change.
 STAMP = $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo bench bench-smoke clean distclean
+.PHONY: screenshot venv test lint demo bench bench-smoke browser-deps clean distclean
 
 venv: $(STAMP)
 
@@ -16,8 +16,20 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -e '.[test,dev,redis]'
 	touch $@
 
-test: $(STAMP) lint
+test: $(STAMP) browser-deps lint
 	$(BIN)/pytest
+
+# Regenerate docs/demo.png, the README's screenshot of the demo (a browser test takes it).
+screenshot: $(STAMP) browser-deps
+	SSE_KIT_UPDATE_SCREENSHOT=1 $(BIN)/pytest tests/live/test_demo_browser.py
+
+# The browser tests drive Debian's headless Chromium; install it when missing
+# (needs root, as on CI and the dev machines). The tests fail, never skip, without it.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing chromium and chromium-driver (Debian packages) for the browser tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check sse_kit tests

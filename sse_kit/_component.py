@@ -26,11 +26,16 @@ class Broadcaster(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Description:
-    """What a component is, for an application's startup banner or admin page."""
+    """What a component is, for an application's startup banner or admin page.
+
+    :ivar metrics: the hub's :meth:`Hub.stats` when it was described.
+    """
 
     name: str
     type: str
     details: str
+    # A snapshot: two descriptions of one component are equal whatever the numbers.
+    metrics: Mapping[str, int] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +80,20 @@ class Component:
         self._hub.stop()
 
     def describe(self) -> Description:
-        """Name ``"SSE Hub"``, type ``"sse"``, details ``"Path: <path>"``."""
-        return Description(name="SSE Hub", type="sse", details=f"Path: {self._path}")
+        """Name ``"SSE Hub"``, type ``"sse"``, details ``"Path: <path>"``, and the
+        hub's metrics (the numbers :meth:`health` and ``/metrics`` report)."""
+        return Description(name="SSE Hub", type="sse", details=f"Path: {self._path}",
+                           metrics=self._hub.stats())
 
     def health(self) -> Health:
-        """Healthy while the hub thread runs; details carry the hub's counters."""
+        """Healthy while the hub thread runs; details are the hub's metrics
+        (:meth:`Hub.stats`), the message sums them up."""
         stats = self._hub.stats()
-        if self._hub.running:
-            return Health("SSE Hub", "healthy", f"{stats['clients']} client(s) connected", stats)
-        return Health("SSE Hub", "unhealthy", "the hub thread is not running", stats)
+        if not self._hub.running:
+            return Health("SSE Hub", "unhealthy", "the hub thread is not running", stats)
+        message = (
+            f"{stats['clients']:.0f} client(s) connected; {stats['published']:.0f} published,"
+            f" {stats['dropped']:.0f} dropped, {stats['slow_disconnects']:.0f} slow-client"
+            f" disconnect(s), {stats['resets']:.0f} reset(s)"
+        )
+        return Health("SSE Hub", "healthy", message, stats)

@@ -15,6 +15,11 @@ ordering and framing of everything written on that connection:
 
 ``close()`` (which every WSGI server calls, even for a response it never
 iterated) unregisters the client; so does garbage collection as a last resort.
+
+Logging: one ``INFO`` line when the stream opens and one when it closes (client
+ID, duration, events, bytes, why it ended), a ``WARNING`` when it is cut as a
+slow client. Only the client ID identifies a stream in the log: never the URL,
+its query string or a header, which may carry tokens.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Stream"]
 
-log = logging.getLogger("sse_kit")
+log = logging.getLogger(__name__)
 
 _DONE: Final = b""  # returned by _next_chunk when nothing more will be written
+_GONE: Final = "client gone"  # end reason when the server closed the response, not the hub
 # A stream ends between (1 - _AGE_JITTER) * max_age and max_age after it opened, so
 # streams opened together (after a deploy) do not all reconnect together.
 _AGE_JITTER: Final = 0.1
@@ -91,13 +97,22 @@ class Stream:
         self._interval = hub.keepalive_interval
         self._ended = False
         self._opened = time.monotonic()
-        self._chunks = 0
         self._expires = (
             None
             if hub.max_age is None
             else self._opened + hub.max_age * (1.0 - _AGE_JITTER * random.random())
         )
-        log.info("sse_kit: client %r connected (%d open)", reg.client.id,
+        self._events = len(reg.resume.frames)  # events written (replayed ones included)
+        self._bytes = 0
+        self._end: str = _GONE  # why the stream ended; _GONE until the hub says otherwise
+        # (The hub counted the connect, resume or reset when it registered the client.)
+        if reg.resume.reset is not None:
+            how = f"reset ({reg.resume.reset})"
+        elif reg.client.last_event_id is not None:
+            how = f"resumed, {len(reg.resume.frames)} replayed"
+        else:
+            how = "new"
+        log.info("sse_kit: client %r connected: %s (%d open)", reg.client.id, how,
                  hub.get_client_count())
         # If the server drops this response without close(), still unregister.
         self._finalizer = weakref.finalize(self, _release, hub, reg.client)
@@ -115,7 +130,7 @@ class Stream:
         if not chunk:
             self._complete = True
             raise StopIteration
-        self._chunks += 1
+        self._bytes += len(chunk)
         return chunk
 
     def _next_chunk(self) -> bytes:
@@ -134,8 +149,13 @@ class Stream:
                 client._finish(EXPIRED)  # unless another end reason came first
                 more, end = client._take(0.0)
                 frames += more
+            if frames:
+                self._events += len(frames)
+                # The outbox only grows until it is drained: this is its peak.
+                self._hub.counters.observe_max("queue_high_water", len(frames))
             if end is not None:
                 self._ended = True
+                self._end = end
                 if end in _COME_BACK:
                     frames.append(encode_retry(self._hub.shutdown_retry))
                 if end == SLOW:
@@ -162,8 +182,9 @@ class Stream:
             self._on_abort()
         _release(self._hub, self._client)
         log.info(
-            "sse_kit: client %r disconnected after %.1fs, %d chunk(s) written",
-            self._client.id, time.monotonic() - self._opened, self._chunks,
+            "sse_kit: client %r disconnected (%s) after %.1fs: %d event(s), %d byte(s)",
+            self._client.id, self._end, time.monotonic() - self._opened, self._events,
+            self._bytes,
         )
 
 

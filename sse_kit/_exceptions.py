@@ -58,4 +58,5 @@ class HubFull(SSEKitError, RuntimeError):
 
 class BackplaneUnavailable(SSEKitError, ConnectionError):
     """Raised by a broadcast when the backplane's broker (Redis) cannot be reached
-    in time; the event was not published."""
+    in time; the event was not published (unless the broker took it and only its
+    answer timed out)."""

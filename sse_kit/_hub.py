@@ -26,6 +26,11 @@
 # retry: hint, then returns), answers registrations still in the inbox with
 # HubNotRunning, and run() returns. A fork() leaves the child with no hub thread;
 # start() notices the new PID and starts afresh.
+#
+# With a backplane (see _backplane.py) a broadcast goes to the backplane's log
+# instead of the inbox; the backplane's reader thread (started and stopped with
+# the hub thread) feeds the log back through the inbox as _DELIVER/_REBASE, and a
+# resume the ring cannot serve completes with _RESUMED.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+from ._backplane import Backplane, BackplaneReader, Feed, _Catchup, _Link
 from ._client import (
     CLOSED,
     CUT,
@@ -50,8 +56,8 @@ from ._client import (
     Client,
     SlowClientPolicy,
 )
-from ._exceptions import EventTooLarge, HubFull, HubNotRunning
-from ._history import History, Resume
+from ._exceptions import BackplaneUnavailable, EventTooLarge, HubFull, HubNotRunning
+from ._history import History, Resume, StreamHistory
 from ._patterns import ClientIndex, compile_pattern, validate_pattern
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
@@ -67,6 +73,9 @@ _REGISTER: Final = 1  # (op, _Registration, None)
 _UNREGISTER: Final = 2  # (op, Client, None)
 _CALL: Final = 3  # (op, _Call, None): run a function on the hub thread, return its result
 _STOP: Final = 4  # (op, None, None): leave the loop
+_DELIVER: Final = 5  # (op, list[Entry], None): events the backplane reader read
+_REBASE: Final = 6  # (op, position, reason or None): the reader continues after position
+_RESUMED: Final = 7  # (op, _Catchup, None): a resume read from the backplane is written
 
 # How long a caller waits for the hub thread to answer before checking it is alive.
 _POLL: Final = 0.5
@@ -77,7 +86,7 @@ MIB: Final = 1024 * 1024
 class _Registration:
     """A request thread's registration, answered by the hub thread."""
 
-    __slots__ = ("client", "done", "error", "position", "resume")
+    __slots__ = ("catchup", "client", "done", "error", "position", "resume")
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -85,6 +94,7 @@ class _Registration:
         self.error: Exception | None = None
         self.resume = Resume()
         self.position = ""  # the event ID this stream continues from
+        self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
 
 
 class _Call:
@@ -122,9 +132,10 @@ class Hub:
         keep-alive comment (which is also how a vanished client is noticed).
     :param max_clients: streams this hub serves at once; more get ``503``.
     :param history_size: recent broadcasts kept for ``Last-Event-ID`` resume
-        (``0`` turns resume off: every reconnect across a gap gets ``reset``).
+        (``0`` turns resume off: every reconnect across a gap gets ``reset``; with a
+        backplane such a resume is read from the backplane instead).
     :param history_ttl: seconds a broadcast stays resumable.
-    :param slow_client: ``"disconnect"`` (default with history) ends a stream whose
+    :param slow_client: ``"disconnect"`` (default with history or a backplane) ends a stream whose
         outbox overflows, after writing what is queued; the browser reconnects and
         resumes from history, so nothing is lost. ``"drop"`` (default without
         history) drops the events that do not fit, for that client only.
@@ -147,6 +158,9 @@ class Hub:
         connection is dropped (under gunicorn, via ``environ["gunicorn.socket"]``),
         so a client that stops reading cannot hold a worker thread.
         ``None``: never time out.
+    :param backplane: a shared log every hub follows (:class:`sse_kit.redis.RedisBackplane`)
+        so that a broadcast reaches the clients of every worker and host; event IDs
+        are then the log's, and a resume the history cannot serve is read from it.
     :raises ValueError: if any argument is out of range; the message names it.
     """
 
@@ -166,6 +180,7 @@ class Hub:
         client_buffer_bytes: int = 4 * MIB,
         max_age: float | None = None,
         write_timeout: float | None = 30.0,
+        backplane: Backplane | None = None,
     ) -> None:
         _check_int("client_buffer", client_buffer, 1)
         _check_seconds("keepalive_interval", keepalive_interval)
@@ -174,7 +189,7 @@ class Hub:
         _check_int("history_size", history_size, 0)
         _check_seconds("history_ttl", history_ttl)
         if slow_client is None:
-            slow_client = DISCONNECT if history_size else DROP
+            slow_client = DISCONNECT if history_size or backplane is not None else DROP
         if slow_client not in (DISCONNECT, DROP):
             raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
         _check_int("retry", retry, 0)
@@ -187,6 +202,8 @@ class Hub:
             _check_seconds("max_age", max_age)
         if write_timeout is not None:
             _check_seconds("write_timeout", write_timeout)
+        if backplane is not None and not isinstance(backplane, Backplane):
+            raise ValueError(f"backplane must implement sse_kit.Backplane, got {backplane!r}")
         self.client_buffer = client_buffer
         self.keepalive_interval = float(keepalive_interval)
         self.max_clients = max_clients
@@ -200,6 +217,7 @@ class Hub:
         self.client_buffer_bytes = client_buffer_bytes
         self.max_age = None if max_age is None else float(max_age)
         self.write_timeout = None if write_timeout is None else float(write_timeout)
+        self.backplane = backplane
         self.counters = Counters()
         # _state_lock guards starting and the end of run(): _thread, _pid,
         # _running. Never held while waiting for the hub thread. stop() does not
@@ -217,6 +235,13 @@ class Hub:
         self._index = ClientIndex()
         self._history = History(size=self.history_size, ttl=self.history_ttl)
         self._client_count = 0  # written by the hub thread only
+        self._link: _Link | None = None
+        self._reader: BackplaneReader | None = None
+        if self.backplane is not None:
+            inbox = self._inbox
+            history = StreamHistory(size=self.history_size, ttl=self.history_ttl)
+            self._link = _Link(self.backplane, history, self.counters, self._route,
+                               lambda catchup: inbox.put((_RESUMED, catchup, None)))
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -232,7 +257,8 @@ class Hub:
                 return self
             thread = threading.Thread(target=self._loop, name="sse_kit-hub", daemon=True)
             self._begin(thread)
-            thread.start()
+        self._start_reader()  # before the hub thread: its position is the first command
+        thread.start()
         return self
 
     def run(self) -> None:
@@ -244,6 +270,7 @@ class Hub:
             if self._running and self._pid == os.getpid():
                 raise RuntimeError("this hub is already running")
             self._begin(threading.current_thread())
+        self._start_reader()
         self._loop()
 
     def _begin(self, thread: threading.Thread) -> None:
@@ -254,6 +281,17 @@ class Hub:
         self._pid = os.getpid()
         self._running = True
         self._stopped.clear()
+
+    def _start_reader(self) -> None:
+        """Start the backplane's reader for this run; outside _state_lock, as it may
+        wait up to the backplane's timeout for a first contact."""
+        if self.backplane is not None:
+            inbox = self._inbox
+            self._reader = self.backplane.start_reader(Feed(
+                deliver=lambda entries: inbox.put((_DELIVER, entries, None)),
+                rebase=lambda position, reason: inbox.put((_REBASE, position, reason)),
+                counters=self.counters,
+            ))
 
     def _loop(self) -> None:
         inbox = self._inbox
@@ -279,10 +317,21 @@ class Hub:
         elif op == _CALL:
             a.result = a.fn()
             a.done.set()
+        elif op == _DELIVER:
+            assert self._link is not None
+            self._link.deliver(a, self._index.match)
+        elif op == _REBASE:
+            assert self._link is not None
+            self._link.rebase(a, b, self._index.clients())
+        elif op == _RESUMED:
+            assert self._link is not None
+            self._link.resumed(a)
 
     def _shutdown(self, inbox: queue.SimpleQueue[tuple[int, Any, Any]]) -> None:
         with self._state_lock:
             self._running = False
+        if self._reader is not None:
+            self._reader.stop()
         for client in list(self._index.clients()):
             client._finish(SHUTDOWN)
         n = len(self._index)
@@ -290,6 +339,7 @@ class Hub:
         self._client_count = 0
         if n:
             self.counters.add("disconnected", n)
+            self.counters.set("clients", 0)
         while True:  # answer whoever is still waiting
             try:
                 op, a, _ = inbox.get_nowait()
@@ -354,7 +404,9 @@ class Hub:
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
         :raises EventTooLarge: if the encoded event is larger than ``max_event_size``.
         :raises TypeError: if *data* is of another type.
-        :raises HubNotRunning: if the hub thread is not running.
+        :raises HubNotRunning: if the hub thread is not running (without a backplane).
+        :raises BackplaneUnavailable: if the backplane cannot be reached in time;
+            the event was not published (unless only the answer timed out).
         """
         validate_pattern(pattern)
         body = encode_fields(data_to_text(data), event=event)
@@ -365,29 +417,42 @@ class Hub:
             raise EventTooLarge(
                 f"the encoded event is {len(body)} bytes; max_event_size is {self.max_event_size}"
             )
+        if self.backplane is not None:
+            self._publish_to_backplane(pattern, body)
+            return
         if not self.running:
             raise HubNotRunning("broadcast_to_pattern() on a hub that is not running; call start()")
         self._inbox.put((_PUBLISH, pattern, body))
+
+    def _publish_to_backplane(self, pattern: str, body: bytes) -> None:
+        assert self.backplane is not None
+        try:
+            self.backplane.publish(pattern, body)
+        except BackplaneUnavailable:
+            self.counters.add("backplane_errors")
+            raise
+        self.counters.add("backplane_published")
 
     def _publish(self, pattern_text: str, body: bytes) -> None:
         pattern = compile_pattern(pattern_text)
         seq, event_id = self._history.next_id()
         frame = b"id: " + event_id.encode("ascii") + b"\n" + body
         self._history.append(seq, pattern, frame)
+        self.counters.add("published")
+        self._route(self._index.match(pattern), frame)
+
+    def _route(self, clients: Iterable[Client], frame: bytes) -> None:
+        """Offer *frame* to *clients*; count the outcome."""
         delivered = dropped = cut = 0
-        for client in self._index.match(pattern):
+        for client in clients:
             result = client._offer(frame)
             if result == OFFERED:
                 delivered += 1
             elif result == DROPPED:
                 dropped += 1
             elif result == CUT:
-                cut += 1
-                log.warning("sse_kit: client %r is too slow; ending its stream to resume later",
-                            client.id)
-        self.counters.add_many(
-            published=1, delivered=delivered, dropped=dropped, slow_disconnects=cut
-        )
+                cut += 1  # the stream logs the WARNING: no logging I/O on the hub thread
+        self.counters.add_many(delivered=delivered, dropped=dropped, slow_disconnects=cut)
 
     # -- clients ----------------------------------------------------------------
 
@@ -412,6 +477,9 @@ class Hub:
                 raise HubNotRunning("the hub stopped before the client was registered")
         if reg.error is not None:
             raise reg.error
+        if reg.catchup is not None:
+            assert self._link is not None
+            self._link.catch_up(reg)
         return reg
 
     def _register_now(self, reg: _Registration) -> None:
@@ -440,13 +508,18 @@ class Hub:
         client._max_bytes = self.client_buffer_bytes
         client._max_event_size = self.max_event_size
         reg.position = history.last_id
-        if client.last_event_id is not None:
+        if self._link is not None:
+            self._link.register(reg)
+        elif client.last_event_id is not None:
             reg.resume = history.since(client.last_event_id, client.id)
             if reg.resume.reset is None:
                 reg.position = client.last_event_id
         self._index.add(client)
         self._client_count = len(self._index)
-        if reg.resume.reset is not None:
+        self.counters.set("clients", self._client_count)
+        if reg.catchup is not None:
+            self.counters.add("connects")  # the resume is counted once read (_Link.catch_up)
+        elif reg.resume.reset is not None:
             self.counters.add_many(connects=1, resets=1)
         elif client.last_event_id is not None:
             self.counters.add_many(connects=1, resumed=1, replayed=len(reg.resume.frames))
@@ -474,9 +547,12 @@ class Hub:
             self._inbox.put((_UNREGISTER, client, None))
 
     def _unregister_now(self, client: Client) -> None:
+        if self._link is not None:
+            self._link.forget(client)
         if self._index.remove(client):
             self._client_count = len(self._index)
             self.counters.add("disconnected")
+            self.counters.set("clients", self._client_count)
 
     def disconnect(self, pattern: str) -> int:
         """End the streams of every client whose ID matches *pattern* now.
@@ -547,7 +623,9 @@ class Hub:
         return self._call(lambda: list(self._index.match(compiled)), [])
 
     def stats(self) -> dict[str, int]:
-        """Counters since the hub was created, plus ``clients`` (open streams now)."""
+        """This process's metrics: the counters since the hub was created, and the
+        gauges, ``clients`` (open streams now) among them. Every name is listed,
+        with its meaning, in ``docs/operations.md``."""
         snapshot = self.counters.snapshot()
         snapshot["clients"] = self.get_client_count()
         return snapshot

@@ -10,6 +10,11 @@
 
 The blueprint records its hub in ``app.extensions["sse_kit"]``, where
 :mod:`sse_kit.gunicorn`'s hooks find it to start and stop it per worker.
+
+Routes, under the blueprint's ``url_prefix``: ``GET /`` the stream,
+``GET /sse_kit.js`` the browser helper (``docs/browser.md``), and with
+``metrics=True`` ``GET /metrics`` in the Prometheus text format
+(``docs/operations.md``).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
-from flask import Blueprint, Flask, Request, request
+from flask import Blueprint, Flask, Request, request, send_file
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -39,6 +45,11 @@ Authorize = Callable[[Request], "bool | str"]
 _METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # A refusal reason is one line of at most this many characters.
 _MAX_REASON: Final = 200
+
+# The browser helper, shipped as package data.
+SSE_KIT_JS: Final = Path(__file__).resolve().parent / "static" / "sse_kit.js"
+# Browsers may reuse the helper this long without asking; then they revalidate (ETag).
+_JS_MAX_AGE: Final = 3600
 
 
 def anonymous_client_id(request: Request) -> str:
@@ -83,8 +94,10 @@ def create_blueprint(
     cors_origins: Iterable[str] | None = None,
     cors_credentials: bool = False,
     cors_max_age: int = 600,
+    metrics: bool = False,
 ) -> Blueprint:
-    """A blueprint whose ``GET /`` streams the events of one client.
+    """A blueprint whose ``GET /`` streams the events of one client, and whose
+    ``GET /sse_kit.js`` serves the browser helper.
 
     A request goes through, in order: the method, ``Accept`` and (with CORS)
     ``Origin`` checks; *authorize*; *client_id*; the hub's limits. The first
@@ -96,7 +109,8 @@ def create_blueprint(
         default gives each connection a random ID under ``anon:``.
     :param metadata: a mapping, or ``(request) -> mapping``, attached to each
         client and sent in its ``connected`` event.
-    :param name: the blueprint's name (endpoints are ``<name>.stream``).
+    :param name: the blueprint's name (endpoints are ``<name>.stream``,
+        ``<name>.script`` and ``<name>.metrics``).
     :param authorize: ``(request) -> bool | str``, called before *client_id*:
         ``True`` opens the stream; ``False`` answers ``403 forbidden``; a ``str``
         answers ``403`` with that reason. To answer ``401`` (no identity at all),
@@ -108,10 +122,15 @@ def create_blueprint(
     :param cors_credentials: let those pages send cookies
         (``Access-Control-Allow-Credentials: true``).
     :param cors_max_age: seconds a browser may cache a preflight answer.
+    :param metrics: also serve ``GET /metrics``, the hub's metrics in the
+        Prometheus text format (needs ``pip install 'sse_kit[prometheus]'``).
+        It is open to whoever reaches the route: mount it where only your
+        scraper does, or wrap it in your auth.
     :raises TypeError: if *hub* is not a Hub, or *client_id*, *authorize* or
         *metadata* has the wrong type.
     :raises ValueError: if a CORS option is invalid, or *cors_credentials* is
         set without *cors_origins*.
+    :raises ImportError: if *metrics* is true and prometheus_client is missing.
     """
     if not isinstance(hub, Hub):
         raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
@@ -165,5 +184,18 @@ def create_blueprint(
             return with_cors(cid, environ, cors)
         meta = metadata(request) if callable(metadata) else metadata
         return serve_sse(hub, request, cid, metadata=meta, cors=cors)
+
+    @bp.get("/sse_kit.js")
+    def script() -> Response:
+        return send_file(SSE_KIT_JS, mimetype="text/javascript", max_age=_JS_MAX_AGE)
+
+    if metrics:
+        from .prometheus import CONTENT_TYPE, HubMetrics  # the optional extra
+
+        exporter = HubMetrics(hub, hub_label=name)
+
+        @bp.get("/metrics", endpoint="metrics")
+        def metrics_text() -> Response:
+            return Response(exporter.render(), mimetype=None, content_type=CONTENT_TYPE)
 
     return bp

@@ -10,13 +10,15 @@ response holds its worker thread until the stream ends, so under gunicorn:
   ``graceful_timeout`` for streams that would never end;
 * when the worker leaves on its own (``max_requests``), ``post_request`` stops
   the hub as soon as gunicorn decides so;
-* ``worker_exit`` stops the hub for good.
+* ``worker_exit`` stops the hub for good;
+* ``child_exit`` (in the master) forgets a dead worker's live Prometheus gauges
+  when ``PROMETHEUS_MULTIPROC_DIR`` is set (see :mod:`sse_kit.prometheus`).
 
 Use them from a gunicorn config file::
 
     # gunicorn.conf.py
     from sse_kit.gunicorn import (  # noqa: F401
-        post_fork, post_request, post_worker_init, worker_exit,
+        child_exit, post_fork, post_request, post_worker_init, worker_exit,
     )
 
     worker_class = "gthread"
@@ -36,6 +38,7 @@ stream requests out::
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Callable
 from types import FrameType
@@ -49,6 +52,7 @@ from ._wsgi import ENVIRON_MARK
 __all__ = [
     "REDACTED",
     "AccessLogger",
+    "child_exit",
     "find_hubs",
     "is_stream_request",
     "post_fork",
@@ -127,6 +131,15 @@ def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn hook: stop this worker's hubs."""
     for hub in getattr(worker, "sse_kit_hubs", None) or []:
         hub.stop()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook (master): in Prometheus multiprocess mode, drop the dead
+    worker's live gauges so ``sse_kit_clients`` stops counting its streams."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from .prometheus import mark_worker_dead  # the optional extra, only when used
+
+        mark_worker_dead(worker.pid)
 
 
 def sizing(max_streams: int, *, other_requests: int = 8) -> dict[str, int]:

@@ -4,8 +4,9 @@ Both server fixtures are factories: call one to get a started server. Every
 server a test started is stopped when the test ends (SIGTERM, a wait, then
 SIGKILL of its process group), and a failed test's report carries each
 server's full log. A test using ``gunicorn_server`` must be marked
-``@pytest.mark.live``, one using ``redis_server`` ``@pytest.mark.redis``, so that
-``-m "not live"`` really leaves out every test that starts a server.
+``@pytest.mark.live``, one using ``redis_server`` ``@pytest.mark.redis``, one
+using ``browser`` ``@pytest.mark.browser``, so that ``-m "not live"`` really
+leaves out every test that starts a server.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests._browser import Browser, missing_browser
 from tests._live import GunicornServer, RedisServer, ServerProcess, find_redis_server
 
 # The servers a test started, so that a failed test's report can show their logs.
@@ -77,8 +79,10 @@ def gunicorn_server(
 @pytest.fixture
 def redis_server(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[[], RedisServer]]:
-    """Factory: ``redis_server()`` -> a started, empty :class:`tests._live.RedisServer`.
+) -> Iterator[Callable[..., RedisServer]]:
+    """Factory: ``redis_server(**options)`` -> a started, empty :class:`tests._live.RedisServer`.
+
+    ``options`` are its ``config``, ``extra_args`` and ``port`` (a Sentinel, a cluster node).
 
     Fails (never skips) the test when no redis-server binary can be found.
     """
@@ -93,15 +97,42 @@ def redis_server(
     count = 0
     with contextlib.ExitStack() as cleanup:
 
-        def start() -> RedisServer:
+        def start(**options: Any) -> RedisServer:
             nonlocal count
             workdir = tmp_path / f"redis-{count}"
             workdir.mkdir()
-            server = RedisServer(binary, log_path=tmp_path / f"redis-{count}.log", workdir=workdir)
+            server = RedisServer(binary, log_path=tmp_path / f"redis-{count}.log",
+                                 workdir=workdir, **options)
             count += 1
             cleanup.callback(server.close, grace=5.0)
             _register(request, server)
             server.start()
             return server
+
+        yield start
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Browser]]:
+    """Factory: ``browser(**options)`` -> a new headless Chromium window, quit after
+    the test; ``options`` are :class:`tests._browser.Browser`'s (``size``).
+
+    Fails (never skips) the test when Chromium or its driver is not installed.
+    """
+    _require_marker(request, "browser", "browser")
+    why = missing_browser()
+    if why is not None:
+        pytest.fail(why, pytrace=False)
+    count = 0
+    with contextlib.ExitStack() as cleanup:
+
+        def start(**options: Any) -> Browser:
+            nonlocal count
+            profile = tmp_path / f"chromium-{count}"
+            profile.mkdir()
+            count += 1
+            window = Browser(profile, **options)
+            cleanup.callback(window.close)
+            return window
 
         yield start

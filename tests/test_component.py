@@ -18,7 +18,7 @@ def test_health_follows_the_hub_thread() -> None:
     component.start()
     health = component.health()
     assert health.healthy and health.details["clients"] == 0
-    assert health.message == "0 client(s) connected"
+    assert health.message.startswith("0 client(s) connected; 0 published")
     component.stop()
     assert component.health().status == "unhealthy"
 
@@ -26,3 +26,22 @@ def test_health_follows_the_hub_thread() -> None:
 def test_bad_path() -> None:
     with pytest.raises(ValueError, match="path"):
         Component(path="events")
+
+
+def test_component_describe_and_health_report_the_same_numbers() -> None:
+    hub = Hub()
+    component = Component(hub, path="/events")
+    assert not component.health().healthy
+    component.start()
+    try:
+        hub.broadcast_to_pattern("*", "x")
+        hub.flush()
+        described, health = component.describe(), component.health()
+        assert (described.name, described.type, described.details) == (
+            "SSE Hub", "sse", "Path: /events")
+        assert described.metrics == health.details == hub.stats()
+        assert health.healthy and health.details["published"] == 1
+        assert health.message.startswith("0 client(s) connected; 1 published")
+    finally:
+        component.stop()
+    assert component.health().status == "unhealthy"

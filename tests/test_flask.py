@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask, session
 
+import sse_kit
 from sse_kit import Hub
 from sse_kit._wire import SSEDecoder
 from sse_kit.flask import create_blueprint, get_extension
@@ -87,3 +88,15 @@ def test_import_sse_kit_does_not_import_flask() -> None:
     code = "import sys, sse_kit; print('flask' in sys.modules, 'redis' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_blueprint_serves_the_js_helper() -> None:
+    hub = Hub()
+    app = Flask(__name__)
+    app.register_blueprint(create_blueprint(hub), url_prefix="/events")
+    with app.test_client().get("/events/sse_kit.js") as r:
+        assert r.status_code == 200 and r.mimetype == "text/javascript"
+        assert b"SSEKit" in r.data and r.headers["ETag"]
+        assert r.headers["Cache-Control"] == "public, max-age=3600"
+        # The helper's version is the package's: one release, one helper.
+        assert f'version: "{sse_kit.__version__}"'.encode() in r.data

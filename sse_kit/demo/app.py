@@ -8,6 +8,13 @@ Routes:
   ``message`` to every client whose ID matches ``pattern``;
 * ``POST /jobs``: starts a simulated job that reports its progress as ``job``
   events to the browser that started it;
+* ``POST /cut``: ends this browser's streams from the server
+  (:meth:`Hub.disconnect`), then publishes :data:`MISSED` ``missed`` events to it
+  while it is away: the browser reconnects by itself and the page shows them
+  replayed from history, in order, once each;
+* ``GET /events/sse_kit.js``: the browser helper the page uses;
+* ``GET /events/metrics``: the hub's Prometheus metrics (when prometheus_client
+  is installed);
 * ``GET /healthz``: ``ok`` while the hub runs, else ``503``.
 
 Every browser gets a random token in Flask's signed session cookie, and its
@@ -16,7 +23,8 @@ one browser share it, so each of them sees that browser's job progress.
 
 # design:
 # The hub thread routes. Two kinds of demo thread publish to it: one ticker
-# (the ``metric`` event, server clock plus hub.stats(), to "*" every second) and
+# (the ``metric`` event, server clock plus hub.stats(), to "*" every second; the
+# page draws its charts from these) and
 # one short-lived thread per job. Both wait on Demo._stop with a timeout between
 # events and end as soon as the hub stops (hub.running is False or a broadcast
 # raises HubNotRunning), so SIGTERM ends them with the streams. Demo.start()
@@ -26,6 +34,7 @@ one browser share it, so each of them sees that browser's job progress.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import secrets
@@ -51,6 +60,9 @@ __all__ = ["Demo", "browser_client_id", "create_app", "demo_of"]
 EXTENSION: Final = "sse_kit_demo"  # key of the Demo in app.extensions
 EVENT_TYPE_JOB: Final = "job"  # a job's progress, sent to the browser that started it
 EVENT_TYPE_NOTICE: Final = "notice"  # a broadcast the page shows as a banner
+EVENT_TYPE_MISSED: Final = "missed"  # published by POST /cut while that browser is away
+MISSED: Final = 5  # events POST /cut publishes while the browser is away
+RETRY_MS: Final = 1000  # the retry: hint: how soon a browser comes back after a cut
 # Event types POST /broadcast accepts; the others are the demo's own.
 BROADCAST_TYPES: Final = (EVENT_TYPE_MESSAGE, EVENT_TYPE_NOTICE)
 MAX_MESSAGE: Final = 2000  # characters in one broadcast message
@@ -150,7 +162,8 @@ class Demo:
     def _tick(self) -> None:
         while not self._stop.wait(self.tick):
             stats = self.hub.stats()
-            metric = {"time": time.strftime("%H:%M:%S"), **stats}
+            # ts: for the page's per-second rates (replayed ticks keep their own time).
+            metric = {"time": time.strftime("%H:%M:%S"), "ts": round(time.time(), 3), **stats}
             if not self._publish("*", metric, EVENT_TYPE_METRIC):
                 return
 
@@ -197,11 +210,16 @@ def create_app() -> Flask:
     app.secret_key = os.environ.get("SSE_KIT_DEMO_SECRET") or secrets.token_hex()
     app.config.update(SESSION_COOKIE_SAMESITE="Lax")
 
-    hub = Hub(max_clients=MAX_STREAMS)  # history on: reconnects resume losslessly
+    # History on: reconnects resume losslessly.
+    hub = Hub(max_clients=MAX_STREAMS, retry=RETRY_MS)
     demo = Demo(hub)
     component = Component(hub, path="/events")
     app.extensions[EXTENSION] = demo
-    app.register_blueprint(create_blueprint(hub, client_id=browser_client_id), url_prefix="/events")
+    metrics = importlib.util.find_spec("prometheus_client") is not None
+    app.register_blueprint(
+        create_blueprint(hub, client_id=browser_client_id, metrics=metrics),
+        url_prefix="/events",
+    )
 
     @app.before_request
     def _start_and_identify() -> None:
@@ -216,6 +234,9 @@ def create_app() -> Flask:
             history_size=hub.history_size,
             history_ttl=int(hub.history_ttl),
             max_clients=hub.max_clients,
+            retry_ms=hub.retry,
+            missed=MISSED,
+            metrics=metrics,
         )
 
     @app.post("/broadcast")
@@ -251,6 +272,20 @@ def create_app() -> Flask:
                 429, f"{demo.max_jobs} jobs are running; try again shortly", **{"Retry-After": "5"}
             )
         return {"job": job_id, "pattern": client_id, "steps": demo.steps}, 202
+
+    @app.post("/cut")
+    def cut() -> Response | dict[str, Any]:
+        client_id = browser_client_id(request)
+        try:
+            # Runs on the hub thread: the broadcasts below come after the cut, so
+            # they cannot reach the old streams; the browser gets them on resume.
+            streams = hub.disconnect(client_id)
+            for n in range(1, MISSED + 1):
+                away = {"n": n, "of": MISSED, "text": f"sent while you were away ({n}/{MISSED})"}
+                hub.broadcast_to_pattern(client_id, away, event=EVENT_TYPE_MISSED)
+        except HubNotRunning:
+            return _refuse(503, "the event hub is not running", **{"Retry-After": "1"})
+        return {"cut": streams, "missed": MISSED, "pattern": client_id}
 
     @app.get("/healthz")
     def healthz() -> Response:

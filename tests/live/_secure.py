@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from tests._live import GunicornServer, RawStream, wait_for
+from tests.live._helpers import stats
 
 APP = "tests.live.secure_app:create_app()"
 CONF = "tests/live/gunicorn_secure_conf.py"
@@ -39,12 +40,6 @@ def publish(server: GunicornServer, pattern: str, *datas: Any, **extra: Any) -> 
     """POST /publish; returns the response (200, 400 or 413)."""
     return httpx.post(f"{server.url}/publish",
                       json={"pattern": pattern, "datas": list(datas), **extra}, timeout=30)
-
-
-def stats(server: GunicornServer) -> dict[str, Any]:
-    """The worker's hub.stats(), plus ``pid``, ``ids`` and ``threads``."""
-    result: dict[str, Any] = httpx.get(f"{server.url}/stats", timeout=10).json()
-    return result
 
 
 def wait_clients(server: GunicornServer, n: int, timeout: float = 10.0) -> None:

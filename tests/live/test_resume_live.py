@@ -6,7 +6,6 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,14 +13,14 @@ import pytest
 from sse_kit._wire import decode
 from tests._live import GunicornServer, RawStream
 from tests._sseclient import SSEClient
-from tests.live.test_stream_live import APP, CONF, publish, stats, wait_clients
+from tests.live import _helpers
+from tests.live._helpers import Start, publish, stats, wait_clients
 
 pytestmark = pytest.mark.live
-Start = Callable[..., GunicornServer]
 
 
 def start(gunicorn_server: Start, **env: str) -> GunicornServer:
-    return gunicorn_server(APP, config=CONF, threads=48, graceful_timeout=30, env=env)
+    return _helpers.start(gunicorn_server, threads=48, **env)
 
 
 def test_resume_with_last_event_id_header_and_query(gunicorn_server: Start) -> None:

@@ -4,40 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from sse_kit._wire import decode
-from tests._live import GunicornServer, RawStream, wait_for
+from tests._live import RawStream, wait_for
 from tests._sseclient import SSEClient
+from tests.live._helpers import APP, CONF, Start, publish, start, stats, wait_clients
 
 pytestmark = pytest.mark.live
-
-APP = "tests.live.apps:create_app()"
-CONF = "tests/live/gunicorn_conf.py"
-Start = Callable[..., GunicornServer]
-
-
-def start(gunicorn_server: Start, threads: int = 32, **env: str) -> GunicornServer:
-    return gunicorn_server(APP, config=CONF, threads=threads, graceful_timeout=30, env=env)
-
-
-def publish(server: GunicornServer, pattern: str, *datas: Any, event: str | None = None) -> None:
-    r = httpx.post(f"{server.url}/publish",
-                   json={"pattern": pattern, "datas": list(datas), "event": event})
-    assert r.status_code == 200, r.text
-
-
-def stats(server: GunicornServer) -> dict[str, Any]:
-    result: dict[str, Any] = httpx.get(f"{server.url}/stats").json()
-    return result
-
-
-def wait_clients(server: GunicornServer, n: int) -> None:
-    wait_for(lambda: stats(server)["clients"] == n, message=lambda: f"{n} clients: {stats(server)}")
 
 
 def test_headers_and_an_immediate_connected_event(gunicorn_server: Start) -> None:
