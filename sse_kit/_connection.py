@@ -9,9 +9,8 @@ ordering and framing of everything written on that connection:
 2. then live events, every frame queued since the last write joined into one
    chunk, or a keep-alive comment after ``keepalive_interval`` of silence;
 3. at the end, whatever was queued, plus a short ``retry:`` hint when the hub is
-   shutting down, the stream reached the hub's ``max_age``, or
-   :meth:`~sse_kit.Hub.disconnect` ended it (the browser comes back at once and
-   goes through the application's authorization again).
+   shutting down or the stream reached the hub's ``max_age`` (the browser comes
+   back at once and goes through the application's authorization again).
 
 ``close()`` (which every WSGI server calls, even for a response it never
 iterated) unregisters the client; so does garbage collection as a last resort.
@@ -32,7 +31,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
-from ._client import EXPIRED, KICKED, SHUTDOWN, SLOW, Client
+from ._client import EXPIRED, SHUTDOWN, SLOW, Client
 from ._event import EVENT_TYPE_CONNECTED, EVENT_TYPE_RESET, ConnectedEvent
 from ._wire import encode_comment, encode_fields, encode_retry
 
@@ -49,7 +48,8 @@ _GONE: Final = "client gone"  # end reason when the server closed the response, 
 # streams opened together (after a deploy) do not all reconnect together.
 _AGE_JITTER: Final = 0.1
 # End reasons after which the browser should come back quickly.
-_COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED, KICKED})
+# (Not after disconnect(): the browser waits its usual retry, so a cut is visible.)
+_COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED})
 
 
 def first_chunk(hub: Hub, reg: _Registration) -> bytes:

@@ -141,8 +141,8 @@ class Hub:
         history) drops the events that do not fit, for that client only.
     :param retry: the ``retry:`` hint, in milliseconds, on every stream's first frame.
     :param shutdown_retry: the ``retry:`` hint written when the hub stops, or a
-        stream is ended by *max_age* or :meth:`disconnect`, so browsers come back
-        (to another worker, or through your authorization again) quickly.
+        stream reaches *max_age*, so browsers come back (to another worker, or
+        through your authorization again) quickly.
     :param max_clients_per_id: streams one client ID may hold at once (browser
         tabs); the newest beyond it is refused (``429``). ``None``: no limit.
     :param max_event_size: the largest encoded event, in bytes, that

@@ -111,8 +111,8 @@ def test_logout_ends_the_users_streams_and_the_reconnect_is_refused(
     assert r.json() == {"ended": 2}
     assert "session=;" in r.headers["set-cookie"]  # the browser forgets the session
     for raw in tabs:
-        assert raw.read_to_end(timeout=5).endswith(b"retry: 250\n\n")  # come back at once
-        assert raw.complete
+        raw.read_to_end(timeout=5)
+        assert raw.complete  # ended by the server, cleanly
         raw.close()
     # The browser's reconnect carries the cookie the logout cleared: refused.
     assert httpx.get(f"{server.url}/events/").status_code == 401
