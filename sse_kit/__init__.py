@@ -3,13 +3,16 @@
 A :class:`Hub` routes events to connected clients by glob patterns over client
 IDs; :func:`serve_sse` (or :func:`sse_kit.flask.create_blueprint`) streams each
 client's events. Adapters live in their own modules, imported only when used:
-:mod:`sse_kit.flask`, :mod:`sse_kit.gunicorn`.
+:mod:`sse_kit.flask`, :mod:`sse_kit.gunicorn`, :mod:`sse_kit.redis` (a backplane
+that lets every worker and host deliver every event).
 """
 
 from __future__ import annotations
 
+from ._backplane import Backplane
 from ._client import Client, ClientOption, with_metadata, with_session_id, with_user_id
 from ._component import Broadcaster, Component, Description, Health
+from ._cors import CORSPolicy
 from ._event import (
     EVENT_TYPE_CONNECTED,
     EVENT_TYPE_ERROR,
@@ -40,8 +43,10 @@ __all__ = [
     "EVENT_TYPE_MESSAGE",
     "EVENT_TYPE_METRIC",
     "EVENT_TYPE_RESET",
+    "Backplane",
     "BackplaneUnavailable",
     "Broadcaster",
+    "CORSPolicy",
     "Client",
     "ClientOption",
     "Component",

@@ -6,15 +6,15 @@ an ID; the hub routes by ID, the stream drains the outbox.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from ._fastpath import MSG_DONTWAIT, frame_chunk
+from ._exceptions import EventTooLarge
+from ._fastpath import frame_chunk
 from ._wire import data_to_text, encode_fields
 
 __all__ = [
@@ -83,6 +83,15 @@ def _opt_str(name: str, value: object) -> str | None:
     return value
 
 
+def _check_encodable(name: str, value: str | None) -> None:
+    # Both are sent back in the stream's first events, which must be UTF-8.
+    if value is not None and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} must be encodable as UTF-8, got {value!r}") from None
+
+
 class Client:
     """One SSE connection: an ID to route on, metadata, and a bounded outbox.
 
@@ -96,7 +105,8 @@ class Client:
     :param buffer: how many events may wait for the stream to write them.
     :param last_event_id: the ``Last-Event-ID`` the browser resumed with.
     :raises TypeError: if *id* is not a ``str``.
-    :raises ValueError: if *id* is empty or *buffer* is smaller than 1.
+    :raises ValueError: if *id* is empty, *id* or *last_event_id* holds a lone
+        surrogate, or *buffer* is smaller than 1.
     """
 
     def __init__(
@@ -115,6 +125,8 @@ class Client:
             raise ValueError("client id must not be empty")
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be an int >= 1, got {buffer!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
         meta = dict(metadata or {})
         session_id = _opt_str("session_id", session_id)
         user_id = _opt_str("user_id", user_id)
@@ -134,9 +146,11 @@ class Client:
         self._user_id = user_id
         self._buffer = buffer
         self.last_event_id = _opt_str("last_event_id", last_event_id)
-        # _lock guards _frames, _spill, _end, _waiting and _direct. Held by the hub
-        # thread (or a send() caller) to append one frame or to make one
-        # non-blocking fast-path send() (see sse_kit._fastpath), and by the stream
+        _check_encodable("client id", id)
+        _check_encodable("last_event_id", last_event_id)
+        # _lock guards _frames, _bytes, _spill, _end, _waiting and _direct. Held by
+        # the hub thread (or a send() caller) to append one frame or to make one
+        # non-blocking fast-path write (see sse_kit._fastpath), and by the stream
         # thread to swap the outbox out; never held while blocking or waiting.
         self._lock = threading.Lock()
         # _wake: a binary semaphore, held while nobody has woken the stream thread;
@@ -145,17 +159,26 @@ class Client:
         self._wake = threading.Lock()
         self._wake.acquire()
         self._frames: list[bytes] = []
+        self._bytes = 0  # total length of _frames
         self._spill = b""  # unsent tail of a half-written fast-path chunk (framed)
         self._end: str | None = None
         self._waiting = False
-        self._direct: socket.socket | None = None  # set: the hub writes to this socket
+        # Set while the hub writes to the socket itself: one non-blocking write,
+        # returning the bytes written (sse_kit._fastpath.direct_writer).
+        self._direct: Callable[[bytes], int] | None = None
         # Monotonic time of the last fast-path write; written under _lock, read
         # without it by the stream thread for keep-alive timing (a float read).
         self._last_direct = 0.0
         # Events and body bytes the hub wrote on the fast path (for the close log).
         self._direct_events = 0
         self._direct_bytes = 0
-        self._policy: SlowClientPolicy = DROP  # set by the hub on register
+        # Set by the hub on register, before any frame is offered.
+        self._policy: SlowClientPolicy = DROP
+        self._max_bytes: int | None = None  # the hub's client_buffer_bytes
+        self._max_event_size: int | None = None  # the hub's max_event_size
+        # Set by serve_sse where the server exposes the socket: False once the
+        # peer is known to be gone (see sse_kit._socket). Never blocks.
+        self._probe: Callable[[], bool] | None = None
 
     @property
     def id(self) -> str:
@@ -197,9 +220,15 @@ class Client:
             the stream here, whatever the hub's ``slow_client`` policy: an event
             sent this way is not in the history, so a resume could not bring it back.
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
+        :raises EventTooLarge: if the encoded event exceeds the hub's ``max_event_size``.
         :raises TypeError: if *data* is not str, bytes, dict or list.
         """
         frame = encode_fields(data_to_text(data), event=event)
+        if self._max_event_size is not None and len(frame) > self._max_event_size:
+            raise EventTooLarge(
+                f"the encoded event is {len(frame)} bytes; max_event_size is "
+                f"{self._max_event_size}"
+            )
         return self._offer(frame, may_cut=False) in (OFFERED, WRITTEN, DEFERRED)
 
     def close(self) -> None:
@@ -221,23 +250,29 @@ class Client:
         with self._lock:
             if self._end is not None:
                 return ENDED
-            sock = self._direct
-            if sock is not None:
-                return self._write_direct(sock, frame, chunk or frame_chunk(frame))
-            if len(self._frames) >= self._buffer:
+            write = self._direct
+            if write is not None:
+                return self._write_direct(write, frame, chunk or frame_chunk(frame))
+            # An empty outbox takes any frame, so one event larger than
+            # client_buffer_bytes is still delivered; the limits bound the backlog.
+            if self._frames and (
+                len(self._frames) >= self._buffer
+                or (self._max_bytes is not None and self._bytes + len(frame) > self._max_bytes)
+            ):
                 if self._policy == DROP or not may_cut:
                     return DROPPED
                 self._end = SLOW
                 self._notify()
                 return CUT
             self._frames.append(frame)
+            self._bytes += len(frame)
             self._notify()
         return OFFERED
 
-    def _write_direct(self, sock: socket.socket, frame: bytes, chunk: bytes) -> int:
-        """One non-blocking send() of *chunk*; called with _lock held."""
+    def _write_direct(self, write: Callable[[bytes], int], frame: bytes, chunk: bytes) -> int:
+        """One non-blocking write of *chunk*; called with _lock held."""
         try:
-            sent = sock.send(chunk, MSG_DONTWAIT)
+            sent = write(chunk)
         except BlockingIOError:
             sent = 0
         except OSError:  # EPIPE, ECONNRESET, EBADF: the client is gone
@@ -257,6 +292,7 @@ class Client:
             self._spill = chunk[sent:]
         else:
             self._frames.append(frame)
+            self._bytes += len(frame)
         self._notify()
         return DEFERRED
 
@@ -265,6 +301,11 @@ class Client:
         if self._waiting:
             self._waiting = False
             self._wake.release()
+
+    def _gone(self) -> bool:
+        """Whether the peer is known to have closed the connection."""
+        probe = self._probe
+        return probe is not None and not probe()
 
     def _finish(self, reason: str) -> bool:
         """Mark the stream as ending for *reason*; False if it already was.
@@ -286,12 +327,12 @@ class Client:
         return frames, end
 
     def _take_direct(
-        self, timeout: float, direct: socket.socket | None
+        self, timeout: float, direct: Callable[[bytes], int] | None
     ) -> tuple[bytes, list[bytes], str | None]:
         """Wait up to *timeout* seconds for something to write.
 
-        :param direct: the socket the hub may write to while this thread waits
-            (the fast path), or ``None``; only pass it when everything this
+        :param direct: the non-blocking write the hub may use while this thread
+            waits (the fast path), or ``None``; only pass it when everything this
             stream produced before has been written.
         :returns: the spill (raw bytes to write before anything else), the queued
             frames and the end reason. Once the end reason is set no frame is
@@ -314,7 +355,7 @@ class Client:
                         self._wake.acquire()
                 self._direct = None
             spill, frames, end = self._spill, self._frames, self._end
-            self._spill, self._frames = b"", []
+            self._spill, self._frames, self._bytes = b"", [], 0
             return spill, frames, end
 
     def __repr__(self) -> str:

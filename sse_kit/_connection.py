@@ -9,7 +9,8 @@ ordering and framing of everything written on that connection:
 2. then live events, every frame queued since the last write joined into one
    chunk, or a keep-alive comment after ``keepalive_interval`` of silence;
 3. at the end, whatever was queued, plus a short ``retry:`` hint when the hub is
-   shutting down.
+   shutting down or the stream reached the hub's ``max_age`` (the browser comes
+   back at once and goes through the application's authorization again).
 
 On the fast path (see :mod:`sse_kit._fastpath`) step 2 is done by the hub thread
 while this stream's thread is parked; the stream takes the socket back whenever
@@ -29,14 +30,16 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import socket
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
-from ._client import GONE, SHUTDOWN, SLOW, Client
+from ._client import EXPIRED, GONE, SHUTDOWN, SLOW, Client
 from ._event import EVENT_TYPE_CONNECTED, EVENT_TYPE_RESET, ConnectedEvent
+from ._fastpath import direct_writer
 from ._wire import encode_comment, encode_fields, encode_retry
 
 if TYPE_CHECKING:
@@ -48,6 +51,12 @@ log = logging.getLogger(__name__)
 
 _DONE: Final = b""  # returned by _next_chunk when nothing more will be written
 _GONE: Final = "client gone"  # end reason when the server closed the response, not the hub
+# A stream ends between (1 - _AGE_JITTER) * max_age and max_age after it opened, so
+# streams opened together (after a deploy) do not all reconnect together.
+_AGE_JITTER: Final = 0.1
+# End reasons after which the browser should come back quickly.
+# (Not after disconnect(): the browser waits its usual retry, so a cut is visible.)
+_COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED})
 
 
 def first_chunk(hub: Hub, reg: _Registration) -> bytes:
@@ -83,16 +92,32 @@ class Stream:
     """
 
     def __init__(
-        self, hub: Hub, reg: _Registration, direct: socket.socket | None = None
+        self,
+        hub: Hub,
+        reg: _Registration,
+        *,
+        on_abort: Callable[[], None] | None = None,
+        direct: socket.socket | None = None,
     ) -> None:
         self._hub = hub
-        # The fast path's socket (sse_kit._fastpath.direct_socket), or None.
+        # Called by close() when the server gave up before the last chunk was
+        # written (a write failed or timed out): the connection is dead.
+        self._on_abort = on_abort
+        self._complete = False  # the server asked for a chunk after the last one
+        # The fast path (sse_kit._fastpath): the socket, and the hub's
+        # non-blocking write to it; None on the queue path.
         self._direct = direct
+        self._writer = None if direct is None else direct_writer(direct)
         self._client = reg.client
         self._first: bytes | None = first_chunk(hub, reg)
         self._interval = hub.keepalive_interval
         self._ended = False
         self._opened = time.monotonic()
+        self._expires = (
+            None
+            if hub.max_age is None
+            else self._opened + hub.max_age * (1.0 - _AGE_JITTER * random.random())
+        )
         self._events = len(reg.resume.frames)  # events written (replayed ones included)
         self._bytes = 0
         self._end: str = _GONE  # why the stream ended; _GONE until the hub says otherwise
@@ -119,6 +144,7 @@ class Stream:
     def __next__(self) -> bytes:
         chunk = self._next_chunk()
         if not chunk:
+            self._complete = True
             raise StopIteration
         self._bytes += len(chunk)
         return chunk
@@ -131,12 +157,20 @@ class Stream:
             return _DONE
         # The server asks for this chunk only once it has written the previous
         # one: the socket is free, so the hub may write to it while we wait.
-        client, interval, direct = self._client, self._interval, self._direct
-        deadline = time.monotonic() + interval
+        client, interval, expires = self._client, self._interval, self._expires
+        writer = self._writer
+        quiet_since = time.monotonic()  # the last write on this connection, as far as we know
+        deadline = quiet_since + interval
+        if expires is not None:
+            deadline = min(deadline, expires)
         while True:
-            spill, frames, end = client._take_direct(max(deadline - time.monotonic(), 0.0), direct)
+            spill, frames, end = client._take_direct(max(deadline - time.monotonic(), 0.0), writer)
             if spill:
                 self._write_spill(spill)
+            if end is None and expires is not None and time.monotonic() >= expires:
+                client._finish(EXPIRED)  # unless another end reason came first
+                more, end = client._take(0.0)
+                frames += more
             if frames:
                 self._events += len(frames)
                 # The outbox only grows until it is drained: this is its peak.
@@ -144,19 +178,26 @@ class Stream:
             if end is not None:
                 self._ended = True
                 self._end = end
-                if end == SHUTDOWN:
+                if end in _COME_BACK:
                     frames.append(encode_retry(self._hub.shutdown_retry))
-                elif end == SLOW:
+                if end == SLOW:
                     log.warning("sse_kit: cut slow client %r; it resumes from history",
                                 client.id)
                 elif end == GONE:
                     log.info("sse_kit: client %r went away (write failed)", client.id)
+                elif end == EXPIRED:
+                    self._hub.counters.add("expired")
+                    log.info("sse_kit: client %r reached max_age; it resumes on reconnect",
+                             client.id)
                 return b"".join(frames)
             if frames:
                 return frames[0] if len(frames) == 1 else b"".join(frames)
-            if spill or client._last_direct > deadline - interval:
+            if spill or client._last_direct > quiet_since:
                 # The hub or the spill wrote meanwhile: silence starts from then.
-                deadline = max(client._last_direct, time.monotonic() if spill else 0.0) + interval
+                quiet_since = time.monotonic() if spill else client._last_direct
+                deadline = quiet_since + interval
+                if expires is not None:
+                    deadline = min(deadline, expires)
                 continue
             if time.monotonic() >= deadline:
                 self._hub.counters.add("keepalives")
@@ -178,6 +219,8 @@ class Stream:
         if self._finalizer.detach() is None:
             return
         self._ended = True
+        if not self._complete and self._on_abort is not None:
+            self._on_abort()
         _release(self._hub, self._client)
         log.info(
             "sse_kit: client %r disconnected (%s) after %.1fs: %d event(s), %d byte(s)",

@@ -47,9 +47,16 @@ class HubNotRunning(SSEKitError, RuntimeError):
 
 class HubFull(SSEKitError, RuntimeError):
     """Raised by :meth:`Hub.register` when the hub already serves ``max_clients``
-    clients; :func:`serve_sse` turns it into ``503 Service Unavailable``."""
+    clients (:func:`serve_sse` answers ``503 Service Unavailable``), or the new
+    client's ID already has ``max_clients_per_id`` streams (``429 Too Many
+    Requests``); :attr:`limit` names the one that was reached."""
+
+    def __init__(self, message: str, *, limit: str = "max_clients") -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class BackplaneUnavailable(SSEKitError, ConnectionError):
     """Raised by a broadcast when the backplane's broker (Redis) cannot be reached
-    in time; the event was not published."""
+    in time; the event was not published (unless the broker took it and only its
+    answer timed out)."""

@@ -32,12 +32,13 @@ the stream's thread stays parked.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-__all__ = ["MSG_DONTWAIT", "direct_socket", "frame_chunk"]
+__all__ = ["MSG_DONTWAIT", "direct_socket", "direct_writer", "frame_chunk"]
 
 # send() flag for one non-blocking call on a blocking socket (Linux, BSDs, macOS);
 # 0 where the platform lacks it, which turns the fast path off.
@@ -54,7 +55,7 @@ def direct_socket(environ: Mapping[str, Any]) -> socket.socket | None:
     """The connection's socket if the hub may write chunks to it, else ``None``.
 
     Only a plain TCP socket (not ``ssl.SSLSocket``, not a gevent/eventlet socket)
-    in blocking mode, on an HTTP/1.1 request (HTTP/1.0 and HTTP/2 responses are
+    on an HTTP/1.1 request (HTTP/1.0 and HTTP/2 responses are
     not chunked by this framing). Whether the server frames chunks at all is
     vouched for separately, by :mod:`sse_kit.gunicorn`'s hooks.
     """
@@ -67,8 +68,23 @@ def direct_socket(environ: Mapping[str, Any]) -> socket.socket | None:
     if environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
         return None
     try:
-        if sock.gettimeout() is not None or sock.type != socket.SOCK_STREAM:
-            return None  # a timeout makes send() wait for writability first
+        if sock.type != socket.SOCK_STREAM:
+            return None
     except OSError:
         return None
     return sock
+
+
+def direct_writer(sock: socket.socket) -> Callable[[bytes], int]:
+    """One non-blocking write to *sock*: returns the bytes written, raises
+    ``BlockingIOError`` when the socket is full; never waits.
+
+    Decided once, after ``sse_kit._socket.guard`` has set the write timeout: with a
+    timeout, ``socket.send()`` would first wait up to that long for room, but the
+    descriptor is then already ``O_NONBLOCK``, so a plain ``write(2)`` cannot block.
+    """
+    if sock.gettimeout() is None:
+        send, flags = sock.send, MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
+        return lambda data: send(data, flags)
+    fileno = sock.fileno  # -1 once the socket is closed: EBADF, never another socket
+    return lambda data: os.write(fileno(), data)

@@ -15,13 +15,24 @@
 # non-blocking send() to the client's socket under that lock: see
 # sse_kit._fastpath for who owns the socket when); a full outbox drops the
 # frame or ends that stream (the slow_client policy). A request thread waits for
-# the hub thread only to learn whether its registration was accepted.
+# the hub thread only to learn whether its registration was accepted. At a limit
+# (max_clients, max_clients_per_id) the hub thread asks the sockets of the
+# clients concerned whether their peer has gone (a zero-timeout poll, see
+# _socket.py), so a dead connection's slot goes to the new one.
+#
+# A stream's own deadlines (max_age, the keep-alive, write_timeout) are kept by
+# its request thread; the hub thread never waits on them.
 #
 # Shutdown: stop() puts _STOP in the inbox (lock-free, so a signal handler may call
 # it). The hub thread ends every stream (each writes what is queued plus a short
 # retry: hint, then returns), answers registrations still in the inbox with
 # HubNotRunning, and run() returns. A fork() leaves the child with no hub thread;
 # start() notices the new PID and starts afresh.
+#
+# With a backplane (see _backplane.py) a broadcast goes to the backplane's log
+# instead of the inbox; the backplane's reader thread (started and stopped with
+# the hub thread) feeds the log back through the inbox as _DELIVER/_REBASE, and a
+# resume the ring cannot serve completes with _RESUMED.
 """
 
 from __future__ import annotations
@@ -30,11 +41,13 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+from ._backplane import Backplane, BackplaneReader, Feed, _Catchup, _Link
 from ._client import (
+    CLOSED,
     CUT,
     DEFERRED,
     DISCONNECT,
@@ -47,9 +60,9 @@ from ._client import (
     Client,
     SlowClientPolicy,
 )
-from ._exceptions import HubFull, HubNotRunning
+from ._exceptions import BackplaneUnavailable, EventTooLarge, HubFull, HubNotRunning
 from ._fastpath import frame_chunk
-from ._history import History, Resume
+from ._history import History, Resume, StreamHistory
 from ._patterns import ClientIndex, compile_pattern, validate_pattern
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
@@ -65,15 +78,20 @@ _REGISTER: Final = 1  # (op, _Registration, None)
 _UNREGISTER: Final = 2  # (op, Client, None)
 _CALL: Final = 3  # (op, _Call, None): run a function on the hub thread, return its result
 _STOP: Final = 4  # (op, None, None): leave the loop
+_DELIVER: Final = 5  # (op, list[Entry], None): events the backplane reader read
+_REBASE: Final = 6  # (op, position, reason or None): the reader continues after position
+_RESUMED: Final = 7  # (op, _Catchup, None): a resume read from the backplane is written
 
 # How long a caller waits for the hub thread to answer before checking it is alive.
 _POLL: Final = 0.5
+
+MIB: Final = 1024 * 1024
 
 
 class _Registration:
     """A request thread's registration, answered by the hub thread."""
 
-    __slots__ = ("client", "done", "error", "position", "resume")
+    __slots__ = ("catchup", "client", "done", "error", "position", "resume")
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -81,6 +99,7 @@ class _Registration:
         self.error: Exception | None = None
         self.resume = Resume()
         self.position = ""  # the event ID this stream continues from
+        self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
 
 
 class _Call:
@@ -97,9 +116,17 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
+def _check_client(client: object) -> None:
+    # A wrong type must fail here, in the caller, not later on the hub thread.
+    if not isinstance(client, Client):
+        raise TypeError(f"client must be a sse_kit.Client, not {type(client).__name__}")
+
+
 def _check_seconds(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+    if value == float("inf"):
+        raise ValueError(f"{name} must be finite; use None for no limit, got {value!r}")
 
 
 class Hub:
@@ -110,20 +137,40 @@ class Hub:
         keep-alive comment (which is also how a vanished client is noticed).
     :param max_clients: streams this hub serves at once; more get ``503``.
     :param history_size: recent broadcasts kept for ``Last-Event-ID`` resume
-        (``0`` turns resume off: every reconnect across a gap gets ``reset``).
+        (``0`` turns resume off: every reconnect across a gap gets ``reset``; with a
+        backplane such a resume is read from the backplane instead).
     :param history_ttl: seconds a broadcast stays resumable.
-    :param slow_client: ``"disconnect"`` (default with history) ends a stream whose
+    :param slow_client: ``"disconnect"`` (default with history or a backplane) ends a stream whose
         outbox overflows, after writing what is queued; the browser reconnects and
         resumes from history, so nothing is lost. ``"drop"`` (default without
         history) drops the events that do not fit, for that client only.
     :param retry: the ``retry:`` hint, in milliseconds, on every stream's first frame.
-    :param shutdown_retry: the ``retry:`` hint written when the hub stops, so
-        browsers reconnect to another worker quickly.
+    :param shutdown_retry: the ``retry:`` hint written when the hub stops, or a
+        stream reaches *max_age*, so browsers come back (to another worker, or
+        through your authorization again) quickly.
+    :param max_clients_per_id: streams one client ID may hold at once (browser
+        tabs); the newest beyond it is refused (``429``). ``None``: no limit.
+    :param max_event_size: the largest encoded event, in bytes, that
+        :meth:`broadcast_to_pattern` and :meth:`Client.send` accept.
+    :param client_buffer_bytes: bytes of events each client may have waiting to
+        be written (besides *client_buffer* events); an overflow follows
+        *slow_client*. One event always fits in an empty outbox.
+    :param max_age: seconds after which a stream ends (minus up to 10% random
+        jitter, so streams opened together do not reconnect together); the
+        browser reconnects, goes through your authorization again and resumes
+        through ``Last-Event-ID``. ``None``: streams last until the client leaves.
+    :param write_timeout: seconds a write to the client may block before the
+        connection is dropped (under gunicorn, via ``environ["gunicorn.socket"]``),
+        so a client that stops reading cannot hold a worker thread.
+        ``None``: never time out.
+    :param backplane: a shared log every hub follows (:class:`sse_kit.redis.RedisBackplane`)
+        so that a broadcast reaches the clients of every worker and host; event IDs
+        are then the log's, and a resume the history cannot serve is read from it.
     :param fast_path: let the hub thread write events straight to the sockets
         of streams served by a gunicorn gthread (or sync) worker over plain
         HTTP/1.1, when :mod:`sse_kit.gunicorn`'s hooks started the hub (see
         ``docs/performance.md``); ``False`` always uses the portable queue path.
-    :raises ValueError: if any argument is out of range.
+    :raises ValueError: if any argument is out of range; the message names it.
     """
 
     def __init__(
@@ -137,6 +184,12 @@ class Hub:
         slow_client: SlowClientPolicy | None = None,
         retry: int = 3000,
         shutdown_retry: int = 250,
+        max_clients_per_id: int | None = 10,
+        max_event_size: int = MIB,
+        client_buffer_bytes: int = 4 * MIB,
+        max_age: float | None = None,
+        write_timeout: float | None = 30.0,
+        backplane: Backplane | None = None,
         fast_path: bool = True,
     ) -> None:
         _check_int("client_buffer", client_buffer, 1)
@@ -146,11 +199,21 @@ class Hub:
         _check_int("history_size", history_size, 0)
         _check_seconds("history_ttl", history_ttl)
         if slow_client is None:
-            slow_client = DISCONNECT if history_size else DROP
+            slow_client = DISCONNECT if history_size or backplane is not None else DROP
         if slow_client not in (DISCONNECT, DROP):
             raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
         _check_int("retry", retry, 0)
         _check_int("shutdown_retry", shutdown_retry, 0)
+        if max_clients_per_id is not None:
+            _check_int("max_clients_per_id", max_clients_per_id, 1)
+        _check_int("max_event_size", max_event_size, 1)
+        _check_int("client_buffer_bytes", client_buffer_bytes, 1)
+        if max_age is not None:
+            _check_seconds("max_age", max_age)
+        if write_timeout is not None:
+            _check_seconds("write_timeout", write_timeout)
+        if backplane is not None and not isinstance(backplane, Backplane):
+            raise ValueError(f"backplane must implement sse_kit.Backplane, got {backplane!r}")
         if not isinstance(fast_path, bool):
             raise ValueError(f"fast_path must be a bool, got {fast_path!r}")
         self.client_buffer = client_buffer
@@ -161,6 +224,12 @@ class Hub:
         self.slow_client: SlowClientPolicy = slow_client
         self.retry = retry
         self.shutdown_retry = shutdown_retry
+        self.max_clients_per_id = max_clients_per_id
+        self.max_event_size = max_event_size
+        self.client_buffer_bytes = client_buffer_bytes
+        self.max_age = None if max_age is None else float(max_age)
+        self.write_timeout = None if write_timeout is None else float(write_timeout)
+        self.backplane = backplane
         self.fast_path = fast_path
         # Set by sse_kit.gunicorn's hooks once they have checked that the worker
         # frames a streamed body as HTTP/1.1 chunks itself (_fastpath.frame_chunk).
@@ -182,6 +251,13 @@ class Hub:
         self._index = ClientIndex()
         self._history = History(size=self.history_size, ttl=self.history_ttl)
         self._client_count = 0  # written by the hub thread only
+        self._link: _Link | None = None
+        self._reader: BackplaneReader | None = None
+        if self.backplane is not None:
+            inbox = self._inbox
+            history = StreamHistory(size=self.history_size, ttl=self.history_ttl)
+            self._link = _Link(self.backplane, history, self.counters, self._route,
+                               lambda catchup: inbox.put((_RESUMED, catchup, None)))
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -197,7 +273,8 @@ class Hub:
                 return self
             thread = threading.Thread(target=self._loop, name="sse_kit-hub", daemon=True)
             self._begin(thread)
-            thread.start()
+        self._start_reader()  # before the hub thread: its position is the first command
+        thread.start()
         return self
 
     def run(self) -> None:
@@ -209,6 +286,7 @@ class Hub:
             if self._running and self._pid == os.getpid():
                 raise RuntimeError("this hub is already running")
             self._begin(threading.current_thread())
+        self._start_reader()
         self._loop()
 
     def _begin(self, thread: threading.Thread) -> None:
@@ -219,6 +297,17 @@ class Hub:
         self._pid = os.getpid()
         self._running = True
         self._stopped.clear()
+
+    def _start_reader(self) -> None:
+        """Start the backplane's reader for this run; outside _state_lock, as it may
+        wait up to the backplane's timeout for a first contact."""
+        if self.backplane is not None:
+            inbox = self._inbox
+            self._reader = self.backplane.start_reader(Feed(
+                deliver=lambda entries: inbox.put((_DELIVER, entries, None)),
+                rebase=lambda position, reason: inbox.put((_REBASE, position, reason)),
+                counters=self.counters,
+            ))
 
     def _loop(self) -> None:
         inbox = self._inbox
@@ -244,10 +333,21 @@ class Hub:
         elif op == _CALL:
             a.result = a.fn()
             a.done.set()
+        elif op == _DELIVER:
+            assert self._link is not None
+            self._link.deliver(a, self._index.match)
+        elif op == _REBASE:
+            assert self._link is not None
+            self._link.rebase(a, b, self._index.clients())
+        elif op == _RESUMED:
+            assert self._link is not None
+            self._link.resumed(a)
 
     def _shutdown(self, inbox: queue.SimpleQueue[tuple[int, Any, Any]]) -> None:
         with self._state_lock:
             self._running = False
+        if self._reader is not None:
+            self._reader.stop()
         for client in list(self._index.clients()):
             client._finish(SHUTDOWN)
         n = len(self._index)
@@ -318,23 +418,50 @@ class Hub:
         :param event: the event type (``addEventListener`` name); ``None`` is ``message``.
         :raises InvalidPattern: if *pattern* is empty or not a ``str``.
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
+        :raises EventTooLarge: if the encoded event is larger than ``max_event_size``.
         :raises TypeError: if *data* is of another type.
-        :raises HubNotRunning: if the hub thread is not running.
+        :raises HubNotRunning: if the hub thread is not running (without a backplane).
+        :raises BackplaneUnavailable: if the backplane cannot be reached in time;
+            the event was not published (unless only the answer timed out).
         """
         validate_pattern(pattern)
         body = encode_fields(data_to_text(data), event=event)
+        if len(body) > self.max_event_size:
+            self.counters.add("too_large")
+            log.warning("sse_kit: refused a %d-byte event for %r (max_event_size=%d)",
+                        len(body), pattern, self.max_event_size)
+            raise EventTooLarge(
+                f"the encoded event is {len(body)} bytes; max_event_size is {self.max_event_size}"
+            )
+        if self.backplane is not None:
+            self._publish_to_backplane(pattern, body)
+            return
         if not self.running:
             raise HubNotRunning("broadcast_to_pattern() on a hub that is not running; call start()")
         self._inbox.put((_PUBLISH, pattern, body))
+
+    def _publish_to_backplane(self, pattern: str, body: bytes) -> None:
+        assert self.backplane is not None
+        try:
+            self.backplane.publish(pattern, body)
+        except BackplaneUnavailable:
+            self.counters.add("backplane_errors")
+            raise
+        self.counters.add("backplane_published")
 
     def _publish(self, pattern_text: str, body: bytes) -> None:
         pattern = compile_pattern(pattern_text)
         seq, event_id = self._history.next_id()
         frame = b"id: " + event_id.encode("ascii") + b"\n" + body
         self._history.append(seq, pattern, frame)
+        self.counters.add("published")
+        self._route(self._index.match(pattern), frame)
+
+    def _route(self, clients: Iterable[Client], frame: bytes) -> None:
+        """Offer *frame* to *clients*; count the outcome."""
         chunk = frame_chunk(frame)  # framed once for every fast-path recipient
         fast = queued = deferred = dropped = cut = 0
-        for client in self._index.match(pattern):
+        for client in clients:
             result = client._offer(frame, chunk)
             if result == WRITTEN:
                 fast += 1
@@ -347,7 +474,7 @@ class Hub:
             elif result == CUT:
                 cut += 1  # the stream logs the WARNING: no logging I/O on the hub thread
         self.counters.add_many(
-            published=1, delivered=fast + queued + deferred, fast_writes=fast,
+            delivered=fast + queued + deferred, fast_writes=fast,
             queued_writes=queued + deferred, fast_would_block=deferred,
             dropped=dropped, slow_disconnects=cut,
         )
@@ -357,12 +484,15 @@ class Hub:
     def register(self, client: Client) -> None:
         """Add *client* to the routing table (:func:`serve_sse` does this for you).
 
-        :raises HubFull: if ``max_clients`` streams are already open.
+        :raises HubFull: if ``max_clients`` streams are already open, or
+            ``max_clients_per_id`` with the client's ID (the new one is refused).
+        :raises TypeError: if *client* is not a :class:`Client`.
         :raises HubNotRunning: if the hub thread is not running.
         """
         self._register(client)
 
     def _register(self, client: Client) -> _Registration:
+        _check_client(client)
         reg = _Registration(client)
         if not self.running:
             raise HubNotRunning("register() on a hub that is not running; call start()")
@@ -372,25 +502,49 @@ class Hub:
                 raise HubNotRunning("the hub stopped before the client was registered")
         if reg.error is not None:
             raise reg.error
+        if reg.catchup is not None:
+            assert self._link is not None
+            self._link.catch_up(reg)
         return reg
 
     def _register_now(self, reg: _Registration) -> None:
         client, history = reg.client, self._history
         if self.max_clients is not None and len(self._index) >= self.max_clients:
+            self._reap(self._index.clients())
+        if self.max_clients is not None and len(self._index) >= self.max_clients:
             reg.error = HubFull(f"this hub already serves max_clients={self.max_clients} streams")
             self.counters.add("refused")
             reg.done.set()
             return
+        per_id = self.max_clients_per_id
+        if per_id is not None and len(self._index.with_id(client.id)) >= per_id:
+            self._reap(self._index.with_id(client.id))
+        if per_id is not None and len(self._index.with_id(client.id)) >= per_id:
+            # The newest is refused, never a live one closed: closing would let
+            # tabs evict each other in a reconnect loop.
+            reg.error = HubFull(
+                f"client ID {client.id!r} already has max_clients_per_id={per_id} streams",
+                limit="max_clients_per_id",
+            )
+            self.counters.add("refused_per_id")
+            reg.done.set()
+            return
         client._policy = self.slow_client
+        client._max_bytes = self.client_buffer_bytes
+        client._max_event_size = self.max_event_size
         reg.position = history.last_id
-        if client.last_event_id is not None:
+        if self._link is not None:
+            self._link.register(reg)
+        elif client.last_event_id is not None:
             reg.resume = history.since(client.last_event_id, client.id)
             if reg.resume.reset is None:
                 reg.position = client.last_event_id
         self._index.add(client)
         self._client_count = len(self._index)
         self.counters.set("clients", self._client_count)
-        if reg.resume.reset is not None:
+        if reg.catchup is not None:
+            self.counters.add("connects")  # the resume is counted once read (_Link.catch_up)
+        elif reg.resume.reset is not None:
             self.counters.add_many(connects=1, resets=1)
         elif client.last_event_id is not None:
             self.counters.add_many(connects=1, resumed=1, replayed=len(reg.resume.frames))
@@ -398,13 +552,28 @@ class Hub:
             self.counters.add("connects")
         reg.done.set()
 
+    def _reap(self, clients: Iterable[Client]) -> None:
+        """At a limit: unregister the *clients* whose peer has already closed (a
+        browser that reconnected before a keep-alive write noticed), so that a
+        slot held by a dead connection goes to the new one."""
+        for old in [c for c in clients if c._gone()]:
+            old._finish(CLOSED)
+            self._unregister_now(old)
+            log.info("sse_kit: client %r had gone; its slot goes to a new stream", old.id)
+
     def unregister(self, client: Client) -> None:
-        """Remove *client* and end its stream; idempotent, never blocks."""
-        client._finish("closed")
+        """Remove *client* and end its stream; idempotent, never blocks.
+
+        :raises TypeError: if *client* is not a :class:`Client`.
+        """
+        _check_client(client)
+        client._finish(CLOSED)
         if self.running:
             self._inbox.put((_UNREGISTER, client, None))
 
     def _unregister_now(self, client: Client) -> None:
+        if self._link is not None:
+            self._link.forget(client)
         if self._index.remove(client):
             self._client_count = len(self._index)
             self.counters.add("disconnected")
@@ -424,7 +593,11 @@ class Hub:
         def kick() -> int:
             return sum(c._finish(KICKED) for c in list(self._index.match(compiled)))
 
-        return self._call(kick, 0)
+        n = self._call(kick, 0)
+        if n:
+            self.counters.add("kicked", n)
+        log.info("sse_kit: disconnect(%r) ended %d stream(s)", pattern, n)
+        return n
 
     def _call(self, fn: Callable[[], T], default: T) -> T:
         """Run *fn* on the hub thread and return its result (*default* if stopped)."""
@@ -456,7 +629,12 @@ class Hub:
         return self._call(self._index.ids, [])
 
     def get_client(self, client_id: str) -> Client | None:
-        """A connection with exactly *client_id* (the newest), or ``None``."""
+        """A connection with exactly *client_id* (the newest), or ``None``.
+
+        :raises TypeError: if *client_id* is not a ``str``.
+        """
+        if not isinstance(client_id, str):
+            raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
 
         def newest() -> Client | None:
             same = self._index.with_id(client_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qs
 
@@ -13,9 +13,11 @@ from werkzeug.wrappers import Request, Response
 
 from ._client import Client, ClientOption
 from ._connection import Stream
+from ._cors import CORSPolicy
 from ._exceptions import HubFull, HubNotRunning
 from ._fastpath import direct_socket
 from ._hub import Hub
+from ._socket import guard, peer_probe
 
 __all__ = ["serve_sse"]
 
@@ -31,11 +33,76 @@ STREAM_HEADERS: Final = (
 # A Last-Event-ID longer than this is not read (it is answered with a reset).
 MAX_LAST_EVENT_ID: Final = 256
 _FROM_REQUEST: Final[Any] = object()  # sentinel: read Last-Event-ID from the request
+# Set in the environ of every request an sse_kit endpoint sees, answered or refused,
+# so that sse_kit.gunicorn.AccessLogger leaves its query string out of the log.
+ENVIRON_MARK: Final = "sse_kit.stream_request"
 
 
 def _refuse(status: int, reason: str, **headers: str) -> Response:
     """A one-line plain-text refusal; no stream is opened."""
     return Response(reason + "\n", status=status, mimetype="text/plain", headers=headers)
+
+
+def refuse(
+    hub: Hub, environ: Mapping[str, Any], status: int, reason: str, counter: str,
+    **headers: str,
+) -> Response:
+    """:func:`_refuse`, counted in ``hub.stats()[counter]`` and logged."""
+    _note_refusal(hub, environ, status, reason, counter)
+    return _refuse(status, reason, **headers)
+
+
+def _note_refusal(
+    hub: Hub, environ: Mapping[str, Any], status: int, reason: str, counter: str
+) -> None:
+    hub.counters.add(counter)
+    # The path only: a query string may carry a token, and logs are read by many.
+    log.info("sse_kit: refused %s %r: %d %s", environ.get("REQUEST_METHOD", "GET"),
+             environ.get("PATH_INFO", ""), status, reason)
+
+
+def precheck(
+    hub: Hub, environ: Mapping[str, Any], cors: CORSPolicy | None = None
+) -> Response | None:
+    """The answer to a request that cannot open a stream, whoever sends it:
+    a CORS preflight, a wrong method (``405``), an ``Accept`` that excludes
+    ``text/event-stream`` (``406``), or a disallowed origin (``403``); ``None``
+    for a request that may go on to authorization. Refusals carry the CORS
+    headers *cors* gives the request; a preflight answer carries its own."""
+    if isinstance(environ, MutableMapping):
+        environ[ENVIRON_MARK] = True
+    method = environ.get("REQUEST_METHOD", "GET")
+    if method == "OPTIONS" and cors is not None:
+        answer = cors.preflight(environ)
+        if answer.status_code != 204:
+            reason = answer.get_data(as_text=True).strip()
+            _note_refusal(hub, environ, answer.status_code, reason, "rejected")
+        return answer
+    if method != "GET":
+        allow = "GET, OPTIONS" if cors is not None else "GET"
+        refusal = refuse(hub, environ, 405, f"an event stream is opened with GET, not {method}",
+                         "rejected", Allow=allow)
+    elif (accept := environ.get("HTTP_ACCEPT")) and parse_accept_header(
+        accept, MIMEAccept
+    ).quality("text/event-stream") <= 0:
+        refusal = refuse(hub, environ, 406, "this endpoint only serves text/event-stream",
+                         "rejected")
+    elif cors is not None and (why := cors.refusal(environ)) is not None:
+        refusal = refuse(hub, environ, 403, why, "rejected")
+    else:
+        return None
+    return with_cors(refusal, environ, cors)
+
+
+def with_cors(
+    response: Response, environ: Mapping[str, Any], cors: CORSPolicy | None
+) -> Response:
+    """*response* with the CORS headers *cors* gives this request (if any)."""
+    if cors is not None:
+        for name, value in cors.headers(environ):
+            if name not in response.headers:
+                response.headers.add(name, value)
+    return response
 
 
 def last_event_id_of(environ: Mapping[str, Any]) -> str | None:
@@ -61,6 +128,7 @@ def serve_sse(
     session_id: str | None = None,
     user_id: str | None = None,
     last_event_id: str | None = _FROM_REQUEST,
+    cors: CORSPolicy | None = None,
 ) -> Response:
     """Open an SSE stream for *client_id* and return it as a WSGI response.
 
@@ -76,21 +144,34 @@ def serve_sse(
         session or auth; never take it from the request as sent.
     :param options: :class:`ClientOption` values.
     :param last_event_id: overrides the request's ``Last-Event-ID``.
+    :param cors: a :class:`CORSPolicy` to let other origins read the stream; it
+        also answers ``OPTIONS`` preflights (call :meth:`CORSPolicy.preflight`
+        yourself before authenticating, since a preflight carries no cookies).
     :returns: ``200`` streaming ``text/event-stream``; ``405`` for a method other
-        than GET, ``406`` when ``Accept`` excludes ``text/event-stream``, ``503``
-        with ``Retry-After`` when the hub is full or not running.
+        than GET, ``406`` when ``Accept`` excludes ``text/event-stream``, ``403``
+        for an origin *cors* does not allow, ``429`` with ``Retry-After`` when the
+        client ID has ``max_clients_per_id`` streams, ``503`` with ``Retry-After``
+        when the hub is full or not running. Each refusal is one line of text.
+    :raises TypeError: if *hub* is not a :class:`Hub`, *request_or_environ* is
+        neither a request nor a mapping, or *client_id* is not a ``str``.
+    :raises ValueError: if *client_id* is empty.
     """
-    environ: Mapping[str, Any] = (
-        request_or_environ.environ
-        if isinstance(request_or_environ, Request)
-        else request_or_environ
-    )
-    method = environ.get("REQUEST_METHOD", "GET")
-    if method != "GET":
-        return _refuse(405, f"an event stream is opened with GET, not {method}", Allow="GET")
-    accept = environ.get("HTTP_ACCEPT")
-    if accept and parse_accept_header(accept, MIMEAccept).quality("text/event-stream") <= 0:
-        return _refuse(406, "this endpoint only serves text/event-stream")
+    if not isinstance(hub, Hub):
+        raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
+    if isinstance(request_or_environ, Request):
+        environ: Mapping[str, Any] = request_or_environ.environ
+    elif isinstance(request_or_environ, Mapping):
+        environ = request_or_environ
+    else:
+        raise TypeError(
+            "request_or_environ must be a werkzeug Request or a WSGI environ, not "
+            f"{type(request_or_environ).__name__}"
+        )
+    if cors is not None and not isinstance(cors, CORSPolicy):
+        raise TypeError(f"cors must be a sse_kit.CORSPolicy, not {type(cors).__name__}")
+    refusal = precheck(hub, environ, cors)
+    if refusal is not None:
+        return refusal
     if last_event_id is _FROM_REQUEST:
         last_event_id = last_event_id_of(environ)
     client = Client(
@@ -102,18 +183,24 @@ def serve_sse(
         buffer=hub.client_buffer,
         last_event_id=last_event_id,
     )
+    client._probe = peer_probe(environ)
     retry_after = str(max(1, round(hub.retry / 1000)))
     try:
         reg = hub._register(client)
     except HubFull as exc:
         log.warning("sse_kit: refused client %r: %s", client_id, exc)
-        return _refuse(503, str(exc), **{"Retry-After": retry_after})
+        status = 429 if exc.limit == "max_clients_per_id" else 503
+        return with_cors(_refuse(status, str(exc), **{"Retry-After": retry_after}), environ, cors)
     except HubNotRunning as exc:
         log.error("sse_kit: refused client %r: %s", client_id, exc)
-        return _refuse(503, "the event hub is not running", **{"Retry-After": retry_after})
+        refusal = _refuse(503, "the event hub is not running", **{"Retry-After": retry_after})
+        return with_cors(refusal, environ, cors)
     direct = direct_socket(environ) if hub.fast_path and hub._server_frames_chunks else None
-    response = Response(
-        Stream(hub, reg, direct), status=200, headers=STREAM_HEADERS, direct_passthrough=True
-    )
+    try:
+        stream = Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), direct=direct)
+    except BaseException:  # e.g. metadata that cannot be sent: do not leak the registration
+        hub.unregister(client)
+        raise
+    response = Response(stream, status=200, headers=STREAM_HEADERS, direct_passthrough=True)
     response.headers["Content-Type"] = CONTENT_TYPE
-    return response
+    return with_cors(response, environ, cors)

@@ -20,22 +20,31 @@ Routes, under the blueprint's ``url_prefix``: ``GET /`` the stream,
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from flask import Blueprint, Flask, Request, request, send_file
 from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from ._cors import CORSPolicy
 from ._hub import Hub
-from ._wsgi import serve_sse
+from ._wsgi import precheck, refuse, serve_sse, with_cors
 
 __all__ = ["SSEKitExtension", "anonymous_client_id", "create_blueprint"]
 
 ClientIdFactory = Callable[[Request], str]
 MetadataFactory = Callable[[Request], Mapping[str, Any]]
+Authorize = Callable[[Request], "bool | str"]
+
+# Every method is routed to the view, so that a wrong one gets sse_kit's one-line
+# 405 rather than Flask's HTML page.
+_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# A refusal reason is one line of at most this many characters.
+_MAX_REASON: Final = 200
 
 # The browser helper, shipped as package data.
 SSE_KIT_JS: Final = Path(__file__).resolve().parent / "static" / "sse_kit.js"
@@ -64,6 +73,11 @@ class SSEKitExtension:
         return self.hubs[0]
 
 
+def _one_line(text: object, default: str) -> str:
+    line = " ".join(str(text or "").split())[:_MAX_REASON]
+    return line or default
+
+
 def get_extension(app: Flask) -> SSEKitExtension | None:
     """The app's :class:`SSEKitExtension`, if a blueprint was registered."""
     ext = app.extensions.get("sse_kit")
@@ -76,10 +90,18 @@ def create_blueprint(
     client_id: ClientIdFactory = anonymous_client_id,
     metadata: Mapping[str, Any] | MetadataFactory | None = None,
     name: str = "sse",
+    authorize: Authorize | None = None,
+    cors_origins: Iterable[str] | None = None,
+    cors_credentials: bool = False,
+    cors_max_age: int = 600,
     metrics: bool = False,
 ) -> Blueprint:
     """A blueprint whose ``GET /`` streams the events of one client, and whose
     ``GET /sse_kit.js`` serves the browser helper.
+
+    A request goes through, in order: the method, ``Accept`` and (with CORS)
+    ``Origin`` checks; *authorize*; *client_id*; the hub's limits. The first
+    that refuses answers with a one-line ``text/plain`` reason and no stream.
 
     :param hub: the hub to register clients with.
     :param client_id: ``(request) -> str``: the connection's client ID, derived
@@ -89,11 +111,25 @@ def create_blueprint(
         client and sent in its ``connected`` event.
     :param name: the blueprint's name (endpoints are ``<name>.stream``,
         ``<name>.script`` and ``<name>.metrics``).
+    :param authorize: ``(request) -> bool | str``, called before *client_id*:
+        ``True`` opens the stream; ``False`` answers ``403 forbidden``; a ``str``
+        answers ``403`` with that reason. To answer ``401`` (no identity at all),
+        raise :class:`werkzeug.exceptions.Unauthorized`, e.g. ``abort(401, "log
+        in first")``; any :class:`~werkzeug.exceptions.HTTPException` raised by
+        *authorize* or *client_id* becomes a one-line answer with its status.
+    :param cors_origins: the exact origins (``"https://app.example.com"``) whose
+        pages may read the stream; ``None`` (default) sends no CORS header.
+    :param cors_credentials: let those pages send cookies
+        (``Access-Control-Allow-Credentials: true``).
+    :param cors_max_age: seconds a browser may cache a preflight answer.
     :param metrics: also serve ``GET /metrics``, the hub's metrics in the
         Prometheus text format (needs ``pip install 'sse_kit[prometheus]'``).
         It is open to whoever reaches the route: mount it where only your
         scraper does, or wrap it in your auth.
-    :raises TypeError: if *hub* is not a Hub or *client_id* is not callable.
+    :raises TypeError: if *hub* is not a Hub, or *client_id*, *authorize* or
+        *metadata* has the wrong type.
+    :raises ValueError: if a CORS option is invalid, or *cors_credentials* is
+        set without *cors_origins*.
     :raises ImportError: if *metrics* is true and prometheus_client is missing.
     """
     if not isinstance(hub, Hub):
@@ -102,6 +138,13 @@ def create_blueprint(
         raise TypeError("client_id must be a callable (request) -> str")
     if metadata is not None and not (callable(metadata) or isinstance(metadata, Mapping)):
         raise TypeError("metadata must be a mapping or a callable (request) -> mapping")
+    if authorize is not None and not callable(authorize):
+        raise TypeError("authorize must be a callable (request) -> bool | str")
+    cors: CORSPolicy | None = None
+    if cors_origins is not None:
+        cors = CORSPolicy(cors_origins, credentials=cors_credentials, max_age=cors_max_age)
+    elif cors_credentials:
+        raise ValueError("cors_credentials=True needs cors_origins")
     bp = Blueprint(name, __name__)
 
     @bp.record_once
@@ -110,10 +153,37 @@ def create_blueprint(
         if hub not in ext.hubs:
             ext.hubs.append(hub)
 
-    @bp.get("/")
+    def identify() -> Response | str:
+        """The client ID, or the refusal from authorize/client_id."""
+        environ = request.environ
+        try:
+            if authorize is not None:
+                verdict = authorize(request)
+                if verdict is not True:
+                    if verdict is False or isinstance(verdict, str):
+                        reason = _one_line(verdict or "", "forbidden")
+                        return refuse(hub, environ, 403, reason, "forbidden")
+                    raise TypeError(
+                        f"authorize must return True, False or a str, not {verdict!r}"
+                    )
+            return client_id(request)
+        except HTTPException as exc:
+            status = exc.code or 403
+            reason = _one_line(exc.description, exc.name)
+            return refuse(hub, environ, status, reason, "forbidden" if status in (401, 403)
+                          else "rejected")
+
+    @bp.route("/", methods=_METHODS, provide_automatic_options=False)
     def stream() -> Response:
+        environ = request.environ
+        refusal = precheck(hub, environ, cors)
+        if refusal is not None:
+            return refusal
+        cid = identify()
+        if isinstance(cid, Response):
+            return with_cors(cid, environ, cors)
         meta = metadata(request) if callable(metadata) else metadata
-        return serve_sse(hub, request, client_id(request), metadata=meta)
+        return serve_sse(hub, request, cid, metadata=meta, cors=cors)
 
     @bp.get("/sse_kit.js")
     def script() -> Response:

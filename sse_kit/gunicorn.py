@@ -34,6 +34,12 @@ see :func:`sizing` and :func:`set_thread_stack_size`.
 The hooks find hubs through the loaded app: a Flask app with an sse_kit
 blueprint (``app.extensions["sse_kit"]``), or any WSGI callable with an
 ``sse_kit_hubs`` attribute (a list of hubs) for other frameworks.
+
+gunicorn's access log writes each request line, query string included, and a
+stream URL may carry a token. :class:`AccessLogger` leaves the query string of
+stream requests out::
+
+    logger_class = "sse_kit.gunicorn.AccessLogger"
 """
 
 from __future__ import annotations
@@ -46,11 +52,17 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+
 from ._hub import Hub
+from ._wsgi import ENVIRON_MARK
 
 __all__ = [
+    "REDACTED",
+    "AccessLogger",
     "child_exit",
     "find_hubs",
+    "is_stream_request",
     "post_fork",
     "post_request",
     "post_worker_init",
@@ -58,6 +70,9 @@ __all__ = [
     "sizing",
     "worker_exit",
 ]
+
+# What AccessLogger writes instead of a stream request's query string.
+REDACTED = "<redacted>"
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +203,41 @@ def sizing(max_streams: int, *, other_requests: int = 8) -> dict[str, int]:
         raise ValueError("max_streams and other_requests must be >= 1")
     threads = max_streams + other_requests
     return {"threads": threads, "worker_connections": max(1000, threads + other_requests)}
+
+
+def is_stream_request(environ: dict[str, Any], response_headers: Any = ()) -> bool:
+    """Whether a request went to an sse_kit endpoint (answered or refused), asked
+    for an event stream (``Accept`` names ``text/event-stream``, as ``EventSource``
+    always sends), or got one."""
+    if environ.get(ENVIRON_MARK) or "text/event-stream" in str(environ.get("HTTP_ACCEPT", "")):
+        return True
+    items = response_headers.items() if hasattr(response_headers, "items") else response_headers
+    return any(
+        str(name).lower() == "content-type" and str(value).startswith("text/event-stream")
+        for name, value in items
+    )
+
+
+class AccessLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hints
+    """gunicorn's logger, minus the query strings of stream requests.
+
+    For a stream request (see :func:`is_stream_request`) the access-log atoms
+    ``%(r)s`` (request line), ``%(q)s`` (query string) and the environ atoms
+    ``%({raw_uri}e)s``/``%({query_string}e)s`` show :data:`REDACTED` instead of
+    the query string; every other request is logged as gunicorn would. Enable it
+    with ``logger_class = "sse_kit.gunicorn.AccessLogger"`` in the gunicorn config.
+    """
+
+    def atoms(
+        self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any
+    ) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        query = environ.get("QUERY_STRING")
+        if query and is_stream_request(environ, getattr(resp, "headers", ())):
+            raw_uri = str(environ.get("RAW_URI", ""))
+            path = raw_uri.split("?", 1)[0] + "?" + REDACTED
+            atoms["r"] = f"{environ.get('REQUEST_METHOD')} {path} {environ.get('SERVER_PROTOCOL')}"
+            atoms["q"] = REDACTED
+            atoms["{raw_uri}e"] = path
+            atoms["{query_string}e"] = REDACTED
+        return atoms

@@ -344,16 +344,25 @@ class RedisServer(ServerProcess):
     :param binary: path of the redis-server executable (see :func:`find_redis_server`).
     :param log_path: file that receives the server's output.
     :param workdir: the server's ``--dir``.
+    :param config: lines of a config file written to *workdir* and given first
+        (a Sentinel needs one: ``["sentinel monitor m 127.0.0.1 6379 1"]``).
+    :param extra_args: more arguments, after the defaults (``--sentinel``,
+        ``--cluster-enabled yes``).
+    :param port: the port; a free one by default.
     """
 
     name = "redis-server"
 
-    def __init__(self, binary: str, *, log_path: Path, workdir: Path) -> None:
+    def __init__(self, binary: str, *, log_path: Path, workdir: Path,
+                 config: Sequence[str] = (), extra_args: Sequence[str] = (),
+                 port: int | None = None) -> None:
         super().__init__(log_path)
         self.binary = binary
         self.workdir = workdir
+        self.config = tuple(config)
+        self.extra_args = tuple(extra_args)
         self.host = LOOPBACK
-        self.port = free_port(self.host)
+        self.port = free_port(self.host) if port is None else port
 
     @property
     def url(self) -> str:
@@ -366,14 +375,21 @@ class RedisServer(ServerProcess):
         :raises RuntimeError: if it exits before it is ready.
         :raises TimeoutError: if it does not answer within ``timeout`` seconds.
         """
+        leading = []
+        if self.config:
+            conf = self.workdir / "redis.conf"
+            conf.write_text("".join(line + "\n" for line in self.config))
+            leading.append(str(conf))
         argv = [
             self.binary,
+            *leading,
             "--port", str(self.port),
             "--bind", self.host,
             "--save", "",
             "--appendonly", "no",
             "--daemonize", "no",
             "--dir", str(self.workdir),
+            *self.extra_args,
         ]  # fmt: skip
         self._spawn(argv)
         wait_for(

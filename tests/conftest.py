@@ -79,8 +79,10 @@ def gunicorn_server(
 @pytest.fixture
 def redis_server(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[[], RedisServer]]:
-    """Factory: ``redis_server()`` -> a started, empty :class:`tests._live.RedisServer`.
+) -> Iterator[Callable[..., RedisServer]]:
+    """Factory: ``redis_server(**options)`` -> a started, empty :class:`tests._live.RedisServer`.
+
+    ``options`` are its ``config``, ``extra_args`` and ``port`` (a Sentinel, a cluster node).
 
     Fails (never skips) the test when no redis-server binary can be found.
     """
@@ -95,11 +97,12 @@ def redis_server(
     count = 0
     with contextlib.ExitStack() as cleanup:
 
-        def start() -> RedisServer:
+        def start(**options: Any) -> RedisServer:
             nonlocal count
             workdir = tmp_path / f"redis-{count}"
             workdir.mkdir()
-            server = RedisServer(binary, log_path=tmp_path / f"redis-{count}.log", workdir=workdir)
+            server = RedisServer(binary, log_path=tmp_path / f"redis-{count}.log",
+                                 workdir=workdir, **options)
             count += 1
             cleanup.callback(server.close, grace=5.0)
             _register(request, server)

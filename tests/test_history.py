@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from sse_kit._history import History
+from sse_kit._history import History, Resume, StreamHistory, parse_stream_id
 from sse_kit._patterns import compile_pattern
 
 
@@ -120,3 +120,78 @@ def test_ttl_bounds_the_ring_when_publishing_slowly() -> None:
         clock.now += 1
         publish(h, "*")
     assert len(h) == 6
+
+
+# -- StreamHistory: keyed by a backplane's stream IDs ---------------------------------
+
+
+def add(h: StreamHistory, *keys: tuple[int, int], pattern: str = "*") -> None:
+    for key in keys:
+        h.append(key, compile_pattern(pattern), f"frame {key[0]}-{key[1]}".encode())
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [("0-0", (0, 0)), ("1700000000000-3", (1700000000000, 3)), ("5-0", (5, 0)),
+     ("", None), ("5", None), ("5-", None), ("-5", None), ("a-1", None), ("1-2-3", None),
+     ("1 -2", None), ("\u0661-1", None), (f"{1 << 64}-0", None), ("9" * 70 + "-0", None)],
+)
+def test_stream_ids_parse_as_pairs_of_ints(text: str, key: tuple[int, int] | None) -> None:
+    assert parse_stream_id(text) == key
+
+
+def test_stream_ids_order_as_integers_not_as_text() -> None:
+    h = StreamHistory(size=10, ttl=60)
+    h.rebase((9, 0))
+    add(h, (9, 5), (10, 0), (10, 11))
+    assert h.last_id == "10-11"
+    resume = h.since((9, 5), "x")
+    assert resume is not None and resume.frames == (b"frame 10-0", b"frame 10-11")
+
+
+def test_stream_history_covers_from_its_position_to_its_newest_event() -> None:
+    h = StreamHistory(size=3, ttl=60)
+    assert h.last_id == "" and h.since((0, 0), "x") is None  # position unknown
+    h.rebase((100, 0))
+    add(h, (101, 0), (102, 0))
+    assert h.since((100, 0), "x") == Resume(frames=(b"frame 101-0", b"frame 102-0"))
+    assert h.since((101, 5), "x") == Resume(frames=(b"frame 102-0",))  # between two IDs
+    assert h.since((102, 0), "x") == Resume()
+    assert h.since((99, 0), "x") is None  # before the position: ask the stream
+    assert h.since((103, 0), "x") is None  # not routed here yet: ask the stream
+    add(h, (103, 0), (104, 0))  # evicts 101
+    assert h.since((100, 0), "x") is None
+    assert h.since((101, 0), "x") is not None
+
+
+def test_stream_history_filters_by_pattern_and_expires_by_ttl() -> None:
+    clock = FakeClock()
+    h = StreamHistory(size=10, ttl=5, clock=clock)
+    h.rebase((1, 0))
+    add(h, (2, 0), pattern="user:1")
+    add(h, (3, 0), pattern="user:2")
+    resume = h.since((1, 0), "user:2")
+    assert resume is not None and resume.frames == (b"frame 3-0",)
+    clock.now += 6
+    assert h.since((1, 0), "user:2") is None and len(h) == 0
+
+
+def test_after_a_rebase_to_no_stream_only_the_new_entries_are_covered() -> None:
+    h = StreamHistory(size=10, ttl=60)
+    h.rebase((500, 0))
+    add(h, (501, 0))
+    h.rebase((0, 0))  # the stream was lost
+    assert h.since((501, 0), "x") is None
+    add(h, (900, 0), (901, 0))
+    assert h.since((501, 0), "x") is None  # an ID of the lost stream is not covered
+    assert h.since((0, 0), "x") is None
+    assert h.since((900, 0), "x") == Resume(frames=(b"frame 901-0",))
+
+
+def test_stream_history_off_tracks_the_position_only() -> None:
+    h = StreamHistory(size=0, ttl=60)
+    h.rebase((1, 0))
+    add(h, (2, 0))
+    assert len(h) == 0 and h.last_id == "2-0"
+    assert h.since((2, 0), "x") == Resume()
+    assert h.since((1, 0), "x") is None

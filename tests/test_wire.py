@@ -270,7 +270,10 @@ def test_id_line_prepends_to_a_body() -> None:
 
 _SPECIAL = st.sampled_from(["\r", "\n", "\x00", " ", ":", "\ufeff", "\ud800", "é", "😀"])
 _ANY_TEXT = st.text(st.one_of(_SPECIAL, st.characters(exclude_categories=())))
-_DATA = st.text(st.one_of(_SPECIAL, st.characters(exclude_categories=("Cs",))))
+# Sendable text: anything but a lone surrogate (category Cs), which UTF-8 cannot carry.
+_DATA = st.text(
+    st.one_of(_SPECIAL.filter(lambda c: c != "\ud800"), st.characters(exclude_categories=("Cs",)))
+)
 _NAME = st.text(
     st.one_of(
         st.sampled_from([" ", ":", "\ufeff"]),

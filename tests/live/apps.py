@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from sse_kit import Hub, InvalidPattern
+from sse_kit import BackplaneUnavailable, Hub, InvalidPattern
 from sse_kit.flask import anonymous_client_id, create_blueprint
 
 
@@ -24,8 +24,16 @@ def _env(name: str, default: Any, cast: Any = int) -> Any:
 
 
 def make_hub() -> Hub:
-    """A hub configured from ``SSE_*`` environment variables."""
+    """A hub configured from ``SSE_*`` environment variables; ``SSE_REDIS_URL``
+    gives it a Redis backplane (``SSE_REDIS_STREAM``, ``SSE_REDIS_MAXLEN``)."""
+    backplane = None
+    if url := os.environ.get("SSE_REDIS_URL"):
+        from sse_kit.redis import RedisBackplane
+
+        backplane = RedisBackplane(url, stream=_env("SSE_REDIS_STREAM", "sse_kit", str),
+                                   maxlen=_env("SSE_REDIS_MAXLEN", 10_000))
     return Hub(
+        backplane=backplane,
         client_buffer=_env("SSE_BUFFER", 256),
         keepalive_interval=_env("SSE_KEEPALIVE", 30.0, float),
         max_clients=_env("SSE_MAX_CLIENTS", None),
@@ -44,6 +52,8 @@ def create_app() -> Flask:
         create_blueprint(
             hub,
             client_id=lambda r: r.args.get("cid") or anonymous_client_id(r),
+            # SSE_META_PID=1: the connected event tells which worker serves the stream.
+            metadata=(lambda r: {"pid": os.getpid()}) if os.environ.get("SSE_META_PID") else None,
             metrics=bool(_env("SSE_METRICS", 0)),
         ),
         url_prefix="/events",
@@ -62,6 +72,8 @@ def create_app() -> Flask:
                 hub.broadcast_to_pattern(body["pattern"], data, event=body.get("event"))
         except InvalidPattern as exc:
             return jsonify(error=str(exc)), 400
+        except BackplaneUnavailable as exc:
+            return jsonify(error=str(exc)), 503
         return jsonify(published=len(datas), pid=os.getpid())
 
     @app.get("/stats")

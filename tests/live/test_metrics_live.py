@@ -57,7 +57,7 @@ def test_a_scrape_adds_up_every_worker(gunicorn_server: Start, tmp_path: Path) -
     prom_dir = tmp_path / "prometheus"
     prom_dir.mkdir()
     server = gunicorn_server(
-        APP, config=CONF, threads=32, workers=2, graceful_timeout=30,
+        APP, config=CONF, threads=80, workers=2, graceful_timeout=30,  # 60 streams fit one worker
         env={"SSE_METRICS": "1", "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)},
     )
     pids = server.wait_for_workers(2)
