@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = [p for p in plan if p[0] in wanted]
     seconds = args.seconds or {"smoke": 2.0, "quick": 3.0, "full": 8.0}[kind]
     default_systems = (["sse_kit", "handrolled"] if kind == "smoke" else
-                       ["sse_kit", "starlette", "flask_sse", "handrolled", "sse_kit_queue"])
+                       ["sse_kit", "starlette", "flask_sse", "handrolled", "sse_kit_queue",
+                        "sse_kit_redis"])
     names = args.systems.split(",") if args.systems else default_systems
     out = args.out or (ROOT / "docs" / "benchmarks.md" if kind == "full" else OUT / f"{kind}.md")
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: skipping {name}: {why}", flush=True)
             continue
         for streams, rates, must in plan:
-            if name == "sse_kit_queue" and streams != 1000:
+            if name in ("sse_kit_queue", "sse_kit_redis") and streams != 1000:
                 continue
             if system.needs_redis and 2 * streams + 200 > hard:
                 failures.append(f"{system.label}, {streams:,} streams: not run: it needs two "

@@ -99,6 +99,12 @@ SYSTEMS = {
             ["flask", "gunicorn", "sse_kit"],
             env={"SSE_FAST_PATH": "0"},
         ),
+        System(
+            "sse_kit_redis",
+            "sse_kit + Redis backplane",
+            ["flask", "gunicorn", "sse_kit", "redis"],
+            needs_redis=True,
+        ),
     )
 }
 

@@ -12,12 +12,19 @@ from sse_kit.flask import create_blueprint
 
 
 def create_app() -> Flask:
-    """The app; ``SSE_FAST_PATH=0`` runs sse_kit on its portable queue path."""
+    """The app; ``SSE_FAST_PATH=0`` runs sse_kit on its portable queue path, and
+    ``REDIS_URL`` puts the Redis backplane behind the hub."""
+    backplane = None
+    if os.environ.get("REDIS_URL"):
+        from sse_kit.redis import RedisBackplane
+
+        backplane = RedisBackplane(os.environ["REDIS_URL"], stream="bench")
     hub = Hub(
         history_size=1000,
         client_buffer=1024,
         keepalive_interval=30,
         fast_path=os.environ.get("SSE_FAST_PATH", "1") == "1",
+        backplane=backplane,
     )
     app = Flask(__name__)
     app.register_blueprint(
