@@ -216,7 +216,10 @@ def write(
         "sequence numbers a stream skipped; *delivered* counts deliveries that arrived before "
         "the step closed. Server CPU is utime+stime of the whole process tree from /proc. "
         "RSS/stream is (RSS with every stream open and idle - RSS before) ÷ streams.",
-        "- A step whose load generator used more than 70% of its core is marked invalid.",
+        "- A step whose load generator used more than 70% of its core is marked invalid. The "
+        "last column of *Every step* is the machine's 1-minute load average as the step ended: "
+        "a step run while other work loaded the machine is not comparable with one run on a "
+        "quiet machine.",
         "",
         "## Targets (issue 5)",
         "",
@@ -285,14 +288,15 @@ def write(
                          + " |")
     lines += ["", "## Every step", "",
               "| system | streams | rate/s | delivered/s | delivered | gaps | p50 ms | p99 ms "
-              "| max ms | µs/delivery | server CPU | client CPU | publisher lag ms |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| max ms | µs/delivery | server CPU | client CPU | publisher lag ms | load |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in steps:
         lines.append(
             f"| {s.system} | {s.streams} | {s.rate:g} | {_f(s.delivered_per_s, 0)} "
             f"| {_f(100 * s.delivered_ratio)}% | {s.gaps} | {_f(s.p50_ms)} | {_f(s.p99_ms)} "
             f"| {_f(s.max_ms)} | {_f(s.us_per_delivery)} | {_f(s.server_cpu_pct, 0)}% "
-            f"| {_f(s.client_cpu_pct, 0)}% | {_f(s.publisher_lag_ms)} |"
+            f"| {_f(s.client_cpu_pct, 0)}% | {_f(s.publisher_lag_ms)} "
+            f"| {'?' if s.load1 is None else _f(s.load1)} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

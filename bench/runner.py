@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import threading
 import time
@@ -48,6 +49,7 @@ class Step:
     threads: int
     alive: int
     fast_share: float | None = None  # sse_kit: share of deliveries written on the fast path
+    load1: float | None = None  # the machine's 1-minute load average when the step ended
 
     @property
     def offered(self) -> float:
@@ -243,7 +245,7 @@ def session(
                 client_cpu_pct=100 * r["cpu_s"] / max(r["wall_s"], 1e-9),
                 publisher_lag_ms=lag * 1e3, rss_per_stream_kib=rss_per_stream,
                 threads=after.threads, alive=r["alive"],
-                fast_share=_share(counters0, counters1),
+                fast_share=_share(counters0, counters1), load1=os.getloadavg()[0],
             )  # fmt: skip
             steps.append(step)
             progress(
