@@ -36,7 +36,7 @@ from ._stats import Counters
 from ._wire import encode_fields
 
 if TYPE_CHECKING:
-    from ._hub import _Registration
+    from ._router import _Registration
 
 __all__ = ["Backplane", "BackplaneReader", "Entry", "Feed", "Replay"]
 

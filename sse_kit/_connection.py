@@ -43,7 +43,8 @@ from ._fastpath import direct_writer
 from ._wire import encode_comment, encode_fields, encode_retry
 
 if TYPE_CHECKING:
-    from ._hub import Hub, _Registration
+    from ._hub import Hub
+    from ._router import _Registration
 
 __all__ = ["Stream"]
 

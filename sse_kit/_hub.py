@@ -3,9 +3,10 @@
 # design:
 # One thread owns the routing state. The hub thread (started by ``Hub.start()``,
 # or whichever thread calls ``Hub.run()``) is the only reader and writer of the
-# ClientIndex and the History. Every other thread (request threads opening
-# streams, publishers, a backplane reader) hands it work through one inbox, a
-# ``queue.SimpleQueue`` of 3-tuples ``(op, a, b)``; the hub thread executes them
+# Router (_router.py): the ClientIndex, the History and the backplane link.
+# Every other thread (request threads opening streams, publishers, a backplane
+# reader) hands it work through one inbox, a ``queue.SimpleQueue`` of 3-tuples
+# ``(op, a, b)``; the hub thread executes them
 # in arrival order, which is what orders events per publisher and makes a resume
 # gap-free: a registration reads the history and joins the index in one step, so
 # every broadcast is either in the replay or in the live queue, never both.
@@ -41,29 +42,15 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from ._backplane import Backplane, BackplaneReader, Feed, _Catchup, _Link
-from ._client import (
-    CLOSED,
-    CUT,
-    DEFERRED,
-    DISCONNECT,
-    DROP,
-    DROPPED,
-    KICKED,
-    OFFERED,
-    SHUTDOWN,
-    WRITTEN,
-    Client,
-    SlowClientPolicy,
-)
-from ._exceptions import BackplaneUnavailable, EventTooLarge, HubFull, HubNotRunning
-from ._fastpath import frame_chunk
-from ._history import History, Resume, StreamHistory
-from ._patterns import ClientIndex, compile_pattern, validate_pattern
+from ._backplane import Backplane, BackplaneReader, Feed
+from ._client import CLOSED, DISCONNECT, DROP, KICKED, Client, SlowClientPolicy
+from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
+from ._patterns import compile_pattern, validate_pattern
+from ._router import MIB, Router, _Registration
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
 
@@ -84,23 +71,6 @@ _RESUMED: Final = 7  # (op, _Catchup, None): a resume read from the backplane is
 
 # How long a caller waits for the hub thread to answer before checking it is alive.
 _POLL: Final = 0.5
-
-MIB: Final = 1024 * 1024
-
-
-class _Registration:
-    """A request thread's registration, answered by the hub thread."""
-
-    __slots__ = ("catchup", "client", "done", "error", "position", "resume")
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.done = threading.Event()
-        self.error: Exception | None = None
-        self.resume = Resume()
-        self.position = ""  # the event ID this stream continues from
-        self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
-
 
 class _Call:
     __slots__ = ("done", "fn", "result")
@@ -247,17 +217,21 @@ class Hub:
 
     def _reset(self) -> None:
         """Fresh routing state (at construction, after stop, after fork)."""
-        self._inbox: queue.SimpleQueue[tuple[int, Any, Any]] = queue.SimpleQueue()
-        self._index = ClientIndex()
-        self._history = History(size=self.history_size, ttl=self.history_ttl)
-        self._client_count = 0  # written by the hub thread only
-        self._link: _Link | None = None
+        inbox: queue.SimpleQueue[tuple[int, Any, Any]] = queue.SimpleQueue()
+        self._inbox = inbox
+        self._router = Router(
+            counters=self.counters,
+            history_size=self.history_size,
+            history_ttl=self.history_ttl,
+            slow_client=self.slow_client,
+            max_clients=self.max_clients,
+            max_clients_per_id=self.max_clients_per_id,
+            client_buffer_bytes=self.client_buffer_bytes,
+            max_event_size=self.max_event_size,
+            backplane=self.backplane,
+            on_resumed=lambda catchup: inbox.put((_RESUMED, catchup, None)),
+        )
         self._reader: BackplaneReader | None = None
-        if self.backplane is not None:
-            inbox = self._inbox
-            history = StreamHistory(size=self.history_size, ttl=self.history_ttl)
-            self._link = _Link(self.backplane, history, self.counters, self._route,
-                               lambda catchup: inbox.put((_RESUMED, catchup, None)))
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -324,38 +298,32 @@ class Hub:
             self._shutdown(inbox)
 
     def _execute(self, op: int, a: Any, b: Any) -> None:
+        router = self._router
         if op == _PUBLISH:
-            self._publish(a, b)
+            router.publish(a, b)
         elif op == _REGISTER:
-            self._register_now(a)
+            router.register(a)
         elif op == _UNREGISTER:
-            self._unregister_now(a)
+            router.unregister(a)
         elif op == _CALL:
             a.result = a.fn()
             a.done.set()
-        elif op == _DELIVER:
-            assert self._link is not None
-            self._link.deliver(a, self._index.match)
-        elif op == _REBASE:
-            assert self._link is not None
-            self._link.rebase(a, b, self._index.clients())
-        elif op == _RESUMED:
-            assert self._link is not None
-            self._link.resumed(a)
+        else:
+            link = router.link
+            assert link is not None, f"backplane command {op} on a hub without a backplane"
+            if op == _DELIVER:
+                link.deliver(a, router.index.match)
+            elif op == _REBASE:
+                link.rebase(a, b, router.index.clients())
+            elif op == _RESUMED:
+                link.resumed(a)
 
     def _shutdown(self, inbox: queue.SimpleQueue[tuple[int, Any, Any]]) -> None:
         with self._state_lock:
             self._running = False
         if self._reader is not None:
             self._reader.stop()
-        for client in list(self._index.clients()):
-            client._finish(SHUTDOWN)
-        n = len(self._index)
-        self._index = ClientIndex()
-        self._client_count = 0
-        if n:
-            self.counters.add("disconnected", n)
-            self.counters.set("clients", 0)
+        n = self._router.end_all()
         while True:  # answer whoever is still waiting
             try:
                 op, a, _ = inbox.get_nowait()
@@ -449,36 +417,6 @@ class Hub:
             raise
         self.counters.add("backplane_published")
 
-    def _publish(self, pattern_text: str, body: bytes) -> None:
-        pattern = compile_pattern(pattern_text)
-        seq, event_id = self._history.next_id()
-        frame = b"id: " + event_id.encode("ascii") + b"\n" + body
-        self._history.append(seq, pattern, frame)
-        self.counters.add("published")
-        self._route(self._index.match(pattern), frame)
-
-    def _route(self, clients: Iterable[Client], frame: bytes) -> None:
-        """Offer *frame* to *clients*; count the outcome."""
-        chunk = frame_chunk(frame)  # framed once for every fast-path recipient
-        fast = queued = deferred = dropped = cut = 0
-        for client in clients:
-            result = client._offer(frame, chunk)
-            if result == WRITTEN:
-                fast += 1
-            elif result == OFFERED:
-                queued += 1
-            elif result == DEFERRED:
-                deferred += 1
-            elif result == DROPPED:
-                dropped += 1
-            elif result == CUT:
-                cut += 1  # the stream logs the WARNING: no logging I/O on the hub thread
-        self.counters.add_many(
-            delivered=fast + queued + deferred, fast_writes=fast,
-            queued_writes=queued + deferred, fast_would_block=deferred,
-            dropped=dropped, slow_disconnects=cut,
-        )
-
     # -- clients ----------------------------------------------------------------
 
     def register(self, client: Client) -> None:
@@ -503,63 +441,10 @@ class Hub:
         if reg.error is not None:
             raise reg.error
         if reg.catchup is not None:
-            assert self._link is not None
-            self._link.catch_up(reg)
+            link = self._router.link
+            assert link is not None
+            link.catch_up(reg)
         return reg
-
-    def _register_now(self, reg: _Registration) -> None:
-        client, history = reg.client, self._history
-        if self.max_clients is not None and len(self._index) >= self.max_clients:
-            self._reap(self._index.clients())
-        if self.max_clients is not None and len(self._index) >= self.max_clients:
-            reg.error = HubFull(f"this hub already serves max_clients={self.max_clients} streams")
-            self.counters.add("refused")
-            reg.done.set()
-            return
-        per_id = self.max_clients_per_id
-        if per_id is not None and len(self._index.with_id(client.id)) >= per_id:
-            self._reap(self._index.with_id(client.id))
-        if per_id is not None and len(self._index.with_id(client.id)) >= per_id:
-            # The newest is refused, never a live one closed: closing would let
-            # tabs evict each other in a reconnect loop.
-            reg.error = HubFull(
-                f"client ID {client.id!r} already has max_clients_per_id={per_id} streams",
-                limit="max_clients_per_id",
-            )
-            self.counters.add("refused_per_id")
-            reg.done.set()
-            return
-        client._policy = self.slow_client
-        client._max_bytes = self.client_buffer_bytes
-        client._max_event_size = self.max_event_size
-        reg.position = history.last_id
-        if self._link is not None:
-            self._link.register(reg)
-        elif client.last_event_id is not None:
-            reg.resume = history.since(client.last_event_id, client.id)
-            if reg.resume.reset is None:
-                reg.position = client.last_event_id
-        self._index.add(client)
-        self._client_count = len(self._index)
-        self.counters.set("clients", self._client_count)
-        if reg.catchup is not None:
-            self.counters.add("connects")  # the resume is counted once read (_Link.catch_up)
-        elif reg.resume.reset is not None:
-            self.counters.add_many(connects=1, resets=1)
-        elif client.last_event_id is not None:
-            self.counters.add_many(connects=1, resumed=1, replayed=len(reg.resume.frames))
-        else:
-            self.counters.add("connects")
-        reg.done.set()
-
-    def _reap(self, clients: Iterable[Client]) -> None:
-        """At a limit: unregister the *clients* whose peer has already closed (a
-        browser that reconnected before a keep-alive write noticed), so that a
-        slot held by a dead connection goes to the new one."""
-        for old in [c for c in clients if c._gone()]:
-            old._finish(CLOSED)
-            self._unregister_now(old)
-            log.info("sse_kit: client %r had gone; its slot goes to a new stream", old.id)
 
     def unregister(self, client: Client) -> None:
         """Remove *client* and end its stream; idempotent, never blocks.
@@ -570,14 +455,6 @@ class Hub:
         client._finish(CLOSED)
         if self.running:
             self._inbox.put((_UNREGISTER, client, None))
-
-    def _unregister_now(self, client: Client) -> None:
-        if self._link is not None:
-            self._link.forget(client)
-        if self._index.remove(client):
-            self._client_count = len(self._index)
-            self.counters.add("disconnected")
-            self.counters.set("clients", self._client_count)
 
     def disconnect(self, pattern: str) -> int:
         """End the streams of every client whose ID matches *pattern* now.
@@ -591,7 +468,7 @@ class Hub:
         compiled = compile_pattern(pattern)
 
         def kick() -> int:
-            return sum(c._finish(KICKED) for c in list(self._index.match(compiled)))
+            return sum(c._finish(KICKED) for c in list(self._router.index.match(compiled)))
 
         n = self._call(kick, 0)
         if n:
@@ -622,11 +499,11 @@ class Hub:
 
     def get_client_count(self) -> int:
         """How many streams are open (connections, not distinct IDs)."""
-        return self._client_count if self.running else 0
+        return self._router.client_count if self.running else 0
 
     def get_client_ids(self) -> list[str]:
         """Every connected client ID once, sorted."""
-        return self._call(self._index.ids, [])
+        return self._call(lambda: self._router.index.ids(), [])
 
     def get_client(self, client_id: str) -> Client | None:
         """A connection with exactly *client_id* (the newest), or ``None``.
@@ -637,7 +514,7 @@ class Hub:
             raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
 
         def newest() -> Client | None:
-            same = self._index.with_id(client_id)
+            same = self._router.index.with_id(client_id)
             return same[-1] if same else None
 
         return self._call(newest, None)
@@ -645,7 +522,7 @@ class Hub:
     def clients(self, pattern: str = "*") -> list[Client]:
         """The connections whose ID matches *pattern*."""
         compiled = compile_pattern(pattern)
-        return self._call(lambda: list(self._index.match(compiled)), [])
+        return self._call(lambda: list(self._router.index.match(compiled)), [])
 
     def stats(self) -> dict[str, int]:
         """This process's metrics: the counters since the hub was created, and the

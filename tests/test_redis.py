@@ -55,8 +55,8 @@ def hubs(server: RedisServer) -> Iterator[Callable[..., Hub]]:
 
 def position(hub: Hub) -> str:
     """The stream position the hub's connected events carry ("" while unknown)."""
-    assert hub._link is not None
-    link = hub._link
+    assert hub._router.link is not None
+    link = hub._router.link
     return hub._call(lambda: link.history.last_id, "")
 
 

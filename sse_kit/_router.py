@@ -1,0 +1,207 @@
+"""The routing state the hub thread owns, and what the hub thread does with it.
+
+Every method here runs on the hub thread only (see the ``design`` note in
+:mod:`sse_kit._hub`): the registry (:class:`ClientIndex`), the history and the
+backplane link are never touched by another thread, so nothing here is locked.
+Other threads reach a :class:`Router` only through the hub's inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from ._backplane import Backplane, _Catchup, _Link
+from ._client import (
+    CLOSED,
+    CUT,
+    DEFERRED,
+    DROPPED,
+    OFFERED,
+    SHUTDOWN,
+    WRITTEN,
+    Client,
+    SlowClientPolicy,
+)
+from ._exceptions import HubFull
+from ._fastpath import frame_chunk
+from ._history import History, Resume, StreamHistory
+from ._patterns import ClientIndex, compile_pattern
+from ._stats import Counters
+
+__all__ = ["Router", "_Registration"]
+
+log = logging.getLogger("sse_kit._hub")
+
+MIB: Final = 1024 * 1024
+
+
+class _Registration:
+    """A request thread's registration, answered by the hub thread."""
+
+    __slots__ = ("catchup", "client", "done", "error", "position", "resume")
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.done = threading.Event()
+        self.error: Exception | None = None
+        self.resume = Resume()
+        self.position = ""  # the event ID this stream continues from
+        self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
+
+
+class Router:
+    """Clients by ID, the history, and the limits a registration must pass.
+
+    :param on_resumed: called (from any thread) when a resume read from the
+        backplane is ready; the hub puts it back in its inbox.
+    """
+
+    def __init__(
+        self,
+        *,
+        counters: Counters,
+        history_size: int,
+        history_ttl: float,
+        slow_client: SlowClientPolicy,
+        max_clients: int | None,
+        max_clients_per_id: int | None,
+        client_buffer_bytes: int,
+        max_event_size: int,
+        backplane: Backplane | None,
+        on_resumed: Callable[[_Catchup], None],
+    ) -> None:
+        self.counters = counters
+        self.index = ClientIndex()
+        self.history = History(size=history_size, ttl=history_ttl)
+        self.client_count = 0  # written here, read by any thread (an int: atomic)
+        self._slow_client = slow_client
+        self._max_clients = max_clients
+        self._max_clients_per_id = max_clients_per_id
+        self._client_buffer_bytes = client_buffer_bytes
+        self._max_event_size = max_event_size
+        self.link: _Link | None = None
+        if backplane is not None:
+            stream_history = StreamHistory(size=history_size, ttl=history_ttl)
+            self.link = _Link(backplane, stream_history, counters, self.route, on_resumed)
+
+    # -- events -----------------------------------------------------------------
+
+    def publish(self, pattern_text: str, body: bytes) -> None:
+        """Give a local broadcast its ID, remember it, and route it."""
+        pattern = compile_pattern(pattern_text)
+        seq, event_id = self.history.next_id()
+        frame = b"id: " + event_id.encode("ascii") + b"\n" + body
+        self.history.append(seq, pattern, frame)
+        self.counters.add("published")
+        self.route(self.index.match(pattern), frame)
+
+    def route(self, clients: Iterable[Client], frame: bytes) -> None:
+        """Offer *frame* to *clients*; count the outcome."""
+        chunk = frame_chunk(frame)  # framed once for every fast-path recipient
+        fast = queued = deferred = dropped = cut = 0
+        for client in clients:
+            result = client._offer(frame, chunk)
+            if result == WRITTEN:
+                fast += 1
+            elif result == OFFERED:
+                queued += 1
+            elif result == DEFERRED:
+                deferred += 1
+            elif result == DROPPED:
+                dropped += 1
+            elif result == CUT:
+                cut += 1  # the stream logs the WARNING: no logging I/O on the hub thread
+        self.counters.add_many(
+            delivered=fast + queued + deferred, fast_writes=fast,
+            queued_writes=queued + deferred, fast_would_block=deferred,
+            dropped=dropped, slow_disconnects=cut,
+        )
+
+    # -- clients ----------------------------------------------------------------
+
+    def register(self, reg: _Registration) -> None:
+        """Apply the limits, compute the resume, and add the client (one step, so
+        every later broadcast is live for it and every earlier one in its replay)."""
+        client, history = reg.client, self.history
+        if self._refused(reg):
+            reg.done.set()
+            return
+        client._policy = self._slow_client
+        client._max_bytes = self._client_buffer_bytes
+        client._max_event_size = self._max_event_size
+        reg.position = history.last_id
+        if self.link is not None:
+            self.link.register(reg)
+        elif client.last_event_id is not None:
+            reg.resume = history.since(client.last_event_id, client.id)
+            if reg.resume.reset is None:
+                reg.position = client.last_event_id
+        self.index.add(client)
+        self._count_changed()
+        if reg.catchup is not None:
+            self.counters.add("connects")  # the resume is counted once read (_Link.catch_up)
+        elif reg.resume.reset is not None:
+            self.counters.add_many(connects=1, resets=1)
+        elif client.last_event_id is not None:
+            self.counters.add_many(connects=1, resumed=1, replayed=len(reg.resume.frames))
+        else:
+            self.counters.add("connects")
+        reg.done.set()
+
+    def _refused(self, reg: _Registration) -> bool:
+        """Set *reg*'s error if a limit refuses it, after reaping dead connections."""
+        client, index = reg.client, self.index
+        if self._max_clients is not None and len(index) >= self._max_clients:
+            self._reap(index.clients())
+        if self._max_clients is not None and len(index) >= self._max_clients:
+            reg.error = HubFull(f"this hub already serves max_clients={self._max_clients} streams")
+            self.counters.add("refused")
+            return True
+        per_id = self._max_clients_per_id
+        if per_id is not None and len(index.with_id(client.id)) >= per_id:
+            self._reap(index.with_id(client.id))
+        if per_id is not None and len(index.with_id(client.id)) >= per_id:
+            # The newest is refused, never a live one closed: closing would let
+            # tabs evict each other in a reconnect loop.
+            reg.error = HubFull(
+                f"client ID {client.id!r} already has max_clients_per_id={per_id} streams",
+                limit="max_clients_per_id",
+            )
+            self.counters.add("refused_per_id")
+            return True
+        return False
+
+    def _reap(self, clients: Iterable[Client]) -> None:
+        """At a limit: unregister the *clients* whose peer has already closed (a
+        browser that reconnected before a keep-alive write noticed), so that a
+        slot held by a dead connection goes to the new one."""
+        for old in [c for c in clients if c._gone()]:
+            old._finish(CLOSED)
+            self.unregister(old)
+            log.info("sse_kit: client %r had gone; its slot goes to a new stream", old.id)
+
+    def unregister(self, client: Client) -> None:
+        """Remove this connection (idempotent)."""
+        if self.link is not None:
+            self.link.forget(client)
+        if self.index.remove(client):
+            self.counters.add("disconnected")
+            self._count_changed()
+
+    def end_all(self) -> int:
+        """End every stream (the hub is stopping); return how many there were."""
+        for client in list(self.index.clients()):
+            client._finish(SHUTDOWN)
+        n = len(self.index)
+        self.index = ClientIndex()
+        if n:
+            self.counters.add("disconnected", n)
+        self._count_changed()
+        return n
+
+    def _count_changed(self) -> None:
+        self.client_count = len(self.index)
+        self.counters.set("clients", self.client_count)
