@@ -21,7 +21,6 @@ integers, and become the SSE ``id:`` of each event.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,11 +28,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._client import Client
-from ._event import EVENT_TYPE_RESET
+from ._event import encode_reset
 from ._history import RESET_MALFORMED, Resume, StreamHistory, StreamKey, parse_stream_id
 from ._patterns import Pattern, compile_pattern
 from ._stats import Counters
-from ._wire import encode_fields
 
 if TYPE_CHECKING:
     from ._router import _Registration
@@ -237,9 +235,8 @@ class _Link:
         for catchup in self.catchups.values():
             catchup.cancelled = True
         self.catchups.clear()
-        data = json.dumps({"reason": reason, "last_event_id": None}, separators=(",", ":"))
         targets = list(clients)
-        self._route(targets, encode_fields(data, event=EVENT_TYPE_RESET, id=position))
+        self._route(targets, encode_reset(reason, None, id=position))
         self.counters.add_many(backplane_gaps=1, resets=len(targets))
 
     # -- request thread ---------------------------------------------------------

@@ -28,17 +28,16 @@ its query string or a header, which may carry tokens.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import socket
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from ._client import EXPIRED, GONE, SHUTDOWN, SLOW, Client
-from ._event import EVENT_TYPE_CONNECTED, EVENT_TYPE_RESET, ConnectedEvent
+from ._event import EVENT_TYPE_CONNECTED, ConnectedEvent, encode_reset
 from ._fastpath import direct_writer
 from ._wire import encode_comment, encode_fields, encode_retry
 
@@ -75,14 +74,9 @@ def first_chunk(hub: Hub, reg: _Registration) -> bytes:
         )
     ]
     if reg.resume.reset is not None:
-        reset = {"reason": reg.resume.reset, "last_event_id": client.last_event_id}
-        parts.append(encode_fields(_json(reset), event=EVENT_TYPE_RESET))
+        parts.append(encode_reset(reg.resume.reset, client.last_event_id))
     parts.extend(reg.resume.frames)
     return b"".join(parts)
-
-
-def _json(obj: Mapping[str, object]) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 class Stream:

@@ -26,6 +26,7 @@ __all__ = [
     "EVENT_TYPE_RESET",
     "ConnectedEvent",
     "Event",
+    "encode_reset",
 ]
 
 EVENT_TYPE_CONNECTED: Final = "connected"  # first event of every stream; data is ConnectedEvent
@@ -123,3 +124,11 @@ class ConnectedEvent:
     def to_event(self) -> Event:
         """The ``connected`` :class:`Event` that carries this payload."""
         return Event(self.to_dict(), event=EVENT_TYPE_CONNECTED)
+
+
+def encode_reset(reason: str, last_event_id: str | None, *, id: str | None = None) -> bytes:
+    """The ``reset`` event: the stream cannot be resumed losslessly (*reason*), so
+    the page must refetch its state. Its data is ``{"reason", "last_event_id"}``;
+    *id*, when given, is the position the stream continues from."""
+    data = data_to_text({"reason": reason, "last_event_id": last_event_id})
+    return encode_fields(data, event=EVENT_TYPE_RESET, id=id)
