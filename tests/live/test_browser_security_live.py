@@ -3,12 +3,12 @@ max_age reconnects lose nothing, and a logout ends the stream for good."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 
 from tests._browser import Browser
+from tests._live import wait_for
 from tests.live._secure import Start, publish, start, stats
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
@@ -22,9 +22,14 @@ def test_max_age_reconnects_lose_nothing_and_logout_ends_the_stream(
     window.open(f"{server.url}/browser-login?user=alice")
     window.wait_js("window.opens === 1", what="the stream to open")
     sent = [f"event {i}" for i in range(40)]
-    for data in sent:  # over ~4 s: the stream expires (and reconnects) several times
-        assert publish(server, "user:alice", data).status_code == 200
-        time.sleep(0.1)  # pacing the publisher, not waiting for a condition
+    # Ten events, then wait for the stream to reach max_age, four times over: the
+    # events straddle several expiries (and the reconnects that follow them).
+    for k in range(0, len(sent), 10):
+        expired = stats(server)["expired"]
+        for data in sent[k:k + 10]:
+            assert publish(server, "user:alice", data).status_code == 200
+        wait_for(lambda e=expired: stats(server)["expired"] > e, timeout=10,
+                 message="the stream to reach max_age")
     window.wait_js(f"window.got.length >= {len(sent)}", timeout=20,
                    what=f"{len(sent)} events in the browser")
     got = window.js("return window.got;")
