@@ -100,9 +100,11 @@ class Router:
 
     def route(self, clients: Iterable[Client], frame: bytes) -> None:
         """Offer *frame* to *clients*; count the outcome."""
-        chunk = frame_chunk(frame)  # framed once for every fast-path recipient
+        chunk = b""  # framed once, for the first recipient (a broadcast may have none)
         fast = queued = deferred = dropped = cut = 0
         for client in clients:
+            if not chunk:
+                chunk = frame_chunk(frame)
             result = client._offer(frame, chunk)
             if result == WRITTEN:
                 fast += 1
