@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -20,6 +20,7 @@ from ._wire import data_to_text, encode_fields
 __all__ = [
     "Client",
     "ClientOption",
+    "deliver",
     "with_metadata",
     "with_session_id",
     "with_user_id",
@@ -108,6 +109,15 @@ class Client:
     :raises ValueError: if *id* is empty, *id* or *last_event_id* holds a lone
         surrogate, or *buffer* is smaller than 1.
     """
+
+    # Slots: the fan-out touches a few fields of every client per delivery, and
+    # a compact object is fewer cache lines (and less memory per idle stream).
+    __slots__ = (
+        "__weakref__", "_buffer", "_bytes", "_direct", "_direct_bytes", "_direct_events",
+        "_end", "_frames", "_id", "_last_direct", "_lock", "_max_bytes", "_max_event_size",
+        "_metadata", "_policy", "_probe", "_session_id", "_spill", "_user_id", "_waiting",
+        "_wake", "last_event_id",
+    )
 
     def __init__(
         self,
@@ -243,50 +253,53 @@ class Client:
         A full outbox drops *frame*, or ends the stream under the "disconnect"
         policy when *may_cut* (the frame is in the history, so a resume brings it).
 
-        :param chunk: *frame* already framed as an HTTP chunk (the hub frames a
-            broadcast once for all its recipients).
+        :param chunk: *frame* already framed as an HTTP chunk.
         :returns: OFFERED, WRITTEN, DEFERRED, DROPPED, CUT or ENDED. Never blocks.
         """
         with self._lock:
-            if self._end is not None:
-                return ENDED
             write = self._direct
-            if write is not None:
-                return self._write_direct(write, frame, chunk or frame_chunk(frame))
-            # An empty outbox takes any frame, so one event larger than
-            # client_buffer_bytes is still delivered; the limits bound the backlog.
-            if self._frames and (
-                len(self._frames) >= self._buffer
-                or (self._max_bytes is not None and self._bytes + len(frame) > self._max_bytes)
-            ):
-                if self._policy == DROP or not may_cut:
-                    return DROPPED
-                self._end = SLOW
-                self._notify()
-                return CUT
-            self._frames.append(frame)
-            self._bytes += len(frame)
+            if write is None:
+                return self._enqueue(frame, may_cut)
+            chunk = chunk or frame_chunk(frame)
+            try:
+                sent = write(chunk)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # EPIPE, ECONNRESET, EBADF: the client is gone
+                self._lost()
+                return ENDED
+            if sent == len(chunk):
+                self._last_direct = time.monotonic()
+                self._direct_events += 1
+                self._direct_bytes += len(frame)
+                return WRITTEN
+            self._defer(frame, chunk, sent)
+            return DEFERRED
+
+    def _enqueue(self, frame: bytes, may_cut: bool) -> int:
+        """The queue path of :meth:`_offer`; called with _lock held."""
+        if self._end is not None:
+            return ENDED
+        # An empty outbox takes any frame, so one event larger than
+        # client_buffer_bytes is still delivered; the limits bound the backlog.
+        if self._frames and (
+            len(self._frames) >= self._buffer
+            or (self._max_bytes is not None and self._bytes + len(frame) > self._max_bytes)
+        ):
+            if self._policy == DROP or not may_cut:
+                return DROPPED
+            self._end = SLOW
             self._notify()
+            return CUT
+        self._frames.append(frame)
+        self._bytes += len(frame)
+        self._notify()
         return OFFERED
 
-    def _write_direct(self, write: Callable[[bytes], int], frame: bytes, chunk: bytes) -> int:
-        """One non-blocking write of *chunk*; called with _lock held."""
-        try:
-            sent = write(chunk)
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # EPIPE, ECONNRESET, EBADF: the client is gone
-            self._direct = None
-            self._end = GONE
-            self._notify()
-            return ENDED
-        if sent == len(chunk):
-            self._last_direct = time.monotonic()
-            self._direct_events += 1
-            self._direct_bytes += len(frame)
-            return WRITTEN
-        # The socket is full: the stream thread takes over, starting with the rest
-        # of this chunk, so the order on the wire stays the order of the offers.
+    def _defer(self, frame: bytes, chunk: bytes, sent: int) -> None:
+        """A direct write of *chunk* would block (*sent* = 0) or was partial: the
+        stream thread takes the socket back, starting with the rest of this chunk,
+        so the order on the wire stays the order of the offers. Called with _lock held."""
         self._direct = None
         if sent:
             self._spill = chunk[sent:]
@@ -294,7 +307,12 @@ class Client:
             self._frames.append(frame)
             self._bytes += len(frame)
         self._notify()
-        return DEFERRED
+
+    def _lost(self) -> None:
+        """A direct write failed: the client is gone. Called with _lock held."""
+        self._direct = None
+        self._end = GONE
+        self._notify()
 
     def _notify(self) -> None:
         """Wake the stream thread if it is parked; called with _lock held."""
@@ -360,3 +378,53 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self._id!r}{' closed' if self.closed else ''}>"
+
+
+def deliver(clients: Iterable[Client], frame: bytes) -> tuple[int, int, int, int, int]:
+    """Offer one broadcast to each of *clients*: the hub thread's hot loop.
+
+    The same as ``client._offer(frame, chunk)`` for each client, with the fast
+    path (one non-blocking write under the client's lock) inlined: at 1,000+
+    streams this loop runs once per delivery, and every Python call it saves is
+    a measurable share of the fan-out's spread (see docs/performance.md).
+
+    :returns: how many were (written on the fast path, queued, deferred: queued
+        because a fast-path write would block, dropped, cut); streams that had
+        already ended are not counted.
+    """
+    chunk = b""  # framed once, at the first fast-path write (many broadcasts reach nobody)
+    size, body = 0, len(frame)
+    now = time.monotonic()  # one clock read per broadcast: keep-alive timing needs no more
+    written = queued = deferred = dropped = cut = 0
+    for client in clients:
+        with client._lock:
+            # _direct is set only while the stream is open (_finish clears it).
+            write = client._direct
+            if write is not None:
+                if not size:
+                    chunk = frame_chunk(frame)
+                    size = len(chunk)
+                try:
+                    sent = write(chunk)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    client._lost()
+                    continue
+                if sent == size:
+                    client._last_direct = now
+                    client._direct_events += 1
+                    client._direct_bytes += body
+                    written += 1
+                else:
+                    client._defer(frame, chunk, sent)
+                    deferred += 1
+                continue
+            result = client._enqueue(frame, True)
+        if result == OFFERED:
+            queued += 1
+        elif result == DROPPED:
+            dropped += 1
+        elif result == CUT:
+            cut += 1
+    return written, queued, deferred, dropped, cut

@@ -14,19 +14,8 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from ._backplane import Backplane, _Catchup, _Link
-from ._client import (
-    CLOSED,
-    CUT,
-    DEFERRED,
-    DROPPED,
-    OFFERED,
-    SHUTDOWN,
-    WRITTEN,
-    Client,
-    SlowClientPolicy,
-)
+from ._client import CLOSED, SHUTDOWN, Client, SlowClientPolicy, deliver
 from ._exceptions import HubFull
-from ._fastpath import frame_chunk
 from ._history import History, Resume, StreamHistory
 from ._patterns import ClientIndex, compile_pattern
 from ._stats import Counters
@@ -99,23 +88,9 @@ class Router:
         self.route(self.index.match(pattern), frame)
 
     def route(self, clients: Iterable[Client], frame: bytes) -> None:
-        """Offer *frame* to *clients*; count the outcome."""
-        chunk = b""  # framed once, for the first recipient (a broadcast may have none)
-        fast = queued = deferred = dropped = cut = 0
-        for client in clients:
-            if not chunk:
-                chunk = frame_chunk(frame)
-            result = client._offer(frame, chunk)
-            if result == WRITTEN:
-                fast += 1
-            elif result == OFFERED:
-                queued += 1
-            elif result == DEFERRED:
-                deferred += 1
-            elif result == DROPPED:
-                dropped += 1
-            elif result == CUT:
-                cut += 1  # the stream logs the WARNING: no logging I/O on the hub thread
+        """Offer *frame* to *clients*; count the outcome (a slow cut is logged by
+        its stream: no logging I/O on the hub thread)."""
+        fast, queued, deferred, dropped, cut = deliver(clients, frame)
         self.counters.add_many(
             delivered=fast + queued + deferred, fast_writes=fast,
             queued_writes=queued + deferred, fast_would_block=deferred,

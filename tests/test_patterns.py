@@ -50,7 +50,11 @@ def test_matches_agrees_with_fnmatchcase(pattern: str, client_id: str) -> None:
     assert compile_pattern(pattern).matches(client_id) == fnmatch.fnmatchcase(client_id, pattern)
 
 
-@given(pattern=ids.filter(bool), client_ids=st.lists(ids.filter(bool), max_size=20))
+# U+10FFFF: the prefix range's upper bound is prefix + U+10FFFF (see ClientIndex.match).
+index_ids = st.text(alphabet="ab:*?[]!1\U0010ffff", max_size=8)
+
+
+@given(pattern=index_ids.filter(bool), client_ids=st.lists(index_ids.filter(bool), max_size=20))
 def test_index_match_agrees_with_fnmatchcase(pattern: str, client_ids: list[str]) -> None:
     index = ClientIndex()
     clients = [Client(cid) for cid in client_ids]
@@ -85,3 +89,13 @@ def test_prefix_match_visits_only_the_matching_range() -> None:
     # The prefix walk stops at the first non-matching ID: no regex over 1000 IDs.
     assert list(index.match(compile_pattern("job:17:*"))) == mine
     assert list(index.match(compile_pattern("job:1*"))) == mine
+
+
+def test_prefix_match_includes_ids_continuing_with_the_last_code_point() -> None:
+    index = ClientIndex()
+    edge = [Client("job:\U0010ffff"), Client("job:\U0010ffffz"), Client("job:a")]
+    for c in [*edge, Client("jo"), Client("joc"), Client("job\U0010ffff")]:
+        index.add(c)
+    assert sorted(c.id for c in index.match(compile_pattern("job:*"))) == sorted(
+        c.id for c in edge
+    )
