@@ -32,7 +32,6 @@ import logging
 import random
 import socket
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
@@ -125,8 +124,7 @@ class Stream:
             how = "new"
         log.info("sse_kit: client %r connected: %s (%d open)", reg.client.id, how,
                  hub.get_client_count())
-        # If the server drops this response without close(), still unregister.
-        self._finalizer = weakref.finalize(self, _release, hub, reg.client)
+        self._released = False  # close() (or __del__) has unregistered the client
 
     @property
     def client(self) -> Client:
@@ -208,11 +206,21 @@ class Stream:
             self._client._finish(GONE)
             raise
 
+    def __del__(self) -> None:
+        # A server that drops the response without close() still unregisters it.
+        # (Not weakref.finalize: building one inside __init__ nests two Python
+        # constructors, a 4 KiB deeper stack that a parked stream thread keeps;
+        # see sse_kit._router.signal.) unregister() never blocks.
+        if not getattr(self, "_released", True):  # True: __init__ did not finish
+            self._released = True
+            _release(self._hub, self._client)
+
     def close(self) -> None:
         """Unregister the client; called by the WSGI server when the response ends
         or the connection is lost. Idempotent."""
-        if self._finalizer.detach() is None:
+        if self._released:
             return
+        self._released = True
         self._ended = True
         if not self._complete and self._on_abort is not None:
             self._on_abort()

@@ -58,6 +58,9 @@ class Resume:
     reset: str | None = None
 
 
+NO_RESUME: Final = Resume()  # nothing to replay (immutable, so shared)
+
+
 class _Entry(Generic[K]):
     __slots__ = ("frame", "key", "pattern", "t")
 

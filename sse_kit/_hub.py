@@ -50,7 +50,7 @@ from ._backplane import Backplane, BackplaneReader, Feed
 from ._client import CLOSED, DISCONNECT, DROP, KICKED, Client, SlowClientPolicy
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
 from ._patterns import compile_pattern, validate_pattern
-from ._router import MIB, Router, _Registration
+from ._router import MIB, Router, _Registration, signal
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
 
@@ -77,7 +77,7 @@ class _Call:
 
     def __init__(self, fn: Callable[[], Any], default: Any) -> None:
         self.fn = fn
-        self.done = threading.Event()
+        self.done = signal()  # released once by the hub thread when answered
         self.result: Any = default
 
 
@@ -306,8 +306,10 @@ class Hub:
         elif op == _UNREGISTER:
             router.unregister(a)
         elif op == _CALL:
-            a.result = a.fn()
-            a.done.set()
+            try:
+                a.result = a.fn()
+            finally:  # the caller must not wait forever for a call that failed
+                a.done.release()
         else:
             link = router.link
             assert link is not None, f"backplane command {op} on a hub without a backplane"
@@ -331,9 +333,9 @@ class Hub:
                 break
             if op == _REGISTER:
                 a.error = HubNotRunning("the hub stopped")
-                a.done.set()
+                a.done.release()
             elif op == _CALL:
-                a.done.set()
+                a.done.release()
         self._reset()
         self._stopped.set()
         if n:
@@ -435,7 +437,7 @@ class Hub:
         if not self.running:
             raise HubNotRunning("register() on a hub that is not running; call start()")
         self._inbox.put((_REGISTER, reg, None))
-        while not reg.done.wait(_POLL):
+        while not reg.done.acquire(True, _POLL):
             if not self._is_running():
                 raise HubNotRunning("the hub stopped before the client was registered")
         if reg.error is not None:
@@ -484,7 +486,7 @@ class Hub:
             return fn()
         call = _Call(fn, default)
         self._inbox.put((_CALL, call, None))
-        while not call.done.wait(_POLL):
+        while not call.done.acquire(True, _POLL):
             if not self._is_running():
                 return default
         return call.result  # type: ignore[no-any-return]

@@ -16,27 +16,46 @@ from typing import Final
 from ._backplane import Backplane, _Catchup, _Link
 from ._client import CLOSED, SHUTDOWN, Client, SlowClientPolicy, deliver
 from ._exceptions import HubFull
-from ._history import History, Resume, StreamHistory
+from ._history import NO_RESUME, History, StreamHistory
 from ._patterns import ClientIndex, compile_pattern
 from ._stats import Counters
 
-__all__ = ["Router", "_Registration"]
+__all__ = ["Router", "_Registration", "signal"]
 
 log = logging.getLogger("sse_kit._hub")
 
 MIB: Final = 1024 * 1024
 
 
+def signal() -> threading.Lock:
+    """A one-shot signal: a lock acquired here, released once by whoever answers.
+
+    ``threading.Event`` would do, but a stream's thread waits on this once and
+    then parks for the life of the stream, and the stack pages a thread has
+    touched stay resident while it lives: building an ``Event`` (a Python class
+    whose ``__init__`` builds a ``Condition``) inside ``_Registration.__init__``
+    and waiting on it reaches one 4 KiB page deeper into the stack than a lock
+    (measured with 200 threads in /proc/self/smaps: 12 vs 8 KiB), which at
+    10,000 streams is 40 MiB.
+    """
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 class _Registration:
-    """A request thread's registration, answered by the hub thread."""
+    """A request thread's registration, answered by the hub thread.
+
+    Builds no Python-level object in ``__init__`` (see :func:`signal`).
+    """
 
     __slots__ = ("catchup", "client", "done", "error", "position", "resume")
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.done = threading.Event()
+        self.done = signal()  # released once by the hub thread when answered
         self.error: Exception | None = None
-        self.resume = Resume()
+        self.resume = NO_RESUME
         self.position = ""  # the event ID this stream continues from
         self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
 
@@ -104,7 +123,7 @@ class Router:
         every later broadcast is live for it and every earlier one in its replay)."""
         client, history = reg.client, self.history
         if self._refused(reg):
-            reg.done.set()
+            reg.done.release()
             return
         client._policy = self._slow_client
         client._max_bytes = self._client_buffer_bytes
@@ -126,7 +145,7 @@ class Router:
             self.counters.add_many(connects=1, resumed=1, replayed=len(reg.resume.frames))
         else:
             self.counters.add("connects")
-        reg.done.set()
+        reg.done.release()
 
     def _refused(self, reg: _Registration) -> bool:
         """Set *reg*'s error if a limit refuses it, after reaping dead connections."""

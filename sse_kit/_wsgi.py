@@ -7,7 +7,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-from werkzeug.datastructures import MIMEAccept
+from werkzeug.datastructures import Headers, MIMEAccept
 from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Request, Response
 
@@ -30,6 +30,7 @@ STREAM_HEADERS: Final = (
     ("Cache-Control", "no-cache"),
     ("X-Accel-Buffering", "no"),  # nginx: do not buffer this response
 )
+_EVENT_STREAM_ACCEPTS: Final = frozenset({"text/event-stream", "*/*"})
 # A Last-Event-ID longer than this is not read (it is answered with a reset).
 MAX_LAST_EVENT_ID: Final = 256
 _FROM_REQUEST: Final[Any] = object()  # sentinel: read Last-Event-ID from the request
@@ -82,9 +83,7 @@ def precheck(
         allow = "GET, OPTIONS" if cors is not None else "GET"
         refusal = refuse(hub, environ, 405, f"an event stream is opened with GET, not {method}",
                          "rejected", Allow=allow)
-    elif (accept := environ.get("HTTP_ACCEPT")) and parse_accept_header(
-        accept, MIMEAccept
-    ).quality("text/event-stream") <= 0:
+    elif (accept := environ.get("HTTP_ACCEPT")) and not _accepts_event_stream(accept):
         refusal = refuse(hub, environ, 406, "this endpoint only serves text/event-stream",
                          "rejected")
     elif cors is not None and (why := cors.refusal(environ)) is not None:
@@ -92,6 +91,15 @@ def precheck(
     else:
         return None
     return with_cors(refusal, environ, cors)
+
+
+def _accepts_event_stream(accept: str) -> bool:
+    # What EventSource sends is answered without werkzeug's parser (whose
+    # nested classes are the deepest stack a stream's thread would otherwise
+    # reach and keep; see sse_kit._router.signal).
+    if accept in _EVENT_STREAM_ACCEPTS:
+        return True
+    return parse_accept_header(accept, MIMEAccept).quality("text/event-stream") > 0
 
 
 def with_cors(
@@ -201,6 +209,12 @@ def serve_sse(
     except BaseException:  # e.g. metadata that cannot be sent: do not leak the registration
         hub.unregister(client)
         raise
-    response = Response(stream, status=200, headers=STREAM_HEADERS, direct_passthrough=True)
-    response.headers["Content-Type"] = CONTENT_TYPE
+    # Built flat (headers added one by one, the status as text): werkzeug's own
+    # Headers(list) and int-status paths nest generators and enum lookups, and
+    # the deepest point of the request is stack a parked stream thread keeps.
+    headers = Headers()
+    for name, value in STREAM_HEADERS:
+        headers.add(name, value)
+    response = Response(stream, status="200 OK", headers=headers, content_type=CONTENT_TYPE,
+                        direct_passthrough=True)
     return with_cors(response, environ, cors)

@@ -45,6 +45,8 @@ def test_callable_as_a_plain_wsgi_app(hub: Hub) -> None:
         ("GET", {"Accept": "application/json"}, 406),
         ("GET", {"Accept": "text/html, text/event-stream;q=0"}, 406),
         ("GET", {"Accept": "*/*"}, 200),
+        ("GET", {"Accept": "text/event-stream"}, 200),  # what EventSource sends
+        ("GET", {"Accept": "text/event-stream;q=0"}, 406),
         ("GET", {"Accept": "text/*"}, 200),
         ("GET", {}, 200),
     ],
