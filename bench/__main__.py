@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or {"smoke": 2.0, "quick": 3.0, "full": 8.0}[kind]
     default_systems = (["sse_kit", "handrolled"] if kind == "smoke" else
                        ["sse_kit", "starlette", "flask_sse", "handrolled", "sse_kit_queue",
-                        "sse_kit_redis"])
+                        "sse_kit_redis", "floor"])
     names = args.systems.split(",") if args.systems else default_systems
     out = args.out or (ROOT / "docs" / "benchmarks.md" if kind == "full" else OUT / f"{kind}.md")
 

@@ -63,6 +63,8 @@ class System:
         if self.name.startswith("sse_kit"):
             return _gunicorn("gthread", "bench.apps.sse_kit_app:create_app()", port, streams,
                              "bench/apps/sse_kit_gunicorn.py")
+        if self.name == "floor":
+            return [sys.executable, "-m", "bench.apps.floor", str(port)]
         if self.name == "handrolled":
             return _gunicorn("gthread", "bench.apps.handrolled_app:app", port, streams, None)
         if self.name == "flask_sse":
@@ -93,6 +95,7 @@ SYSTEMS = {
             needs_redis=True,
         ),
         System("handrolled", "hand-rolled Flask queue.Queue (gthread)", ["flask", "gunicorn"]),
+        System("floor", "floor: a bare os.write loop, no server around it", []),
         System(
             "sse_kit_queue",
             "sse_kit, fast path off",
