@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -273,7 +273,7 @@ class Client:
                 self._direct_events += 1
                 self._direct_bytes += len(frame)
                 return WRITTEN
-            self._defer(frame, chunk, sent)
+            self._defer((frame,), chunk, sent)
             return DEFERRED
 
     def _enqueue(self, frame: bytes, may_cut: bool) -> int:
@@ -296,17 +296,34 @@ class Client:
         self._notify()
         return OFFERED
 
-    def _defer(self, frame: bytes, chunk: bytes, sent: int) -> None:
-        """A direct write of *chunk* would block (*sent* = 0) or was partial: the
-        stream thread takes the socket back, starting with the rest of this chunk,
-        so the order on the wire stays the order of the offers. Called with _lock held."""
+    def _defer(self, frames: Sequence[bytes], chunk: bytes, sent: int) -> None:
+        """A direct write of *chunk* (*frames*, framed) would block (*sent* = 0) or
+        was partial: the stream thread takes the socket back, starting with the rest
+        of this chunk, so the order on the wire stays the order of the offers.
+        Called with _lock held."""
         self._direct = None
         if sent:
             self._spill = chunk[sent:]
         else:
-            self._frames.append(frame)
-            self._bytes += len(frame)
+            self._frames.extend(frames)
+            self._bytes += sum(map(len, frames))
         self._notify()
+
+    def _enqueue_all(self, frames: Sequence[bytes]) -> tuple[int, int, int]:
+        """:meth:`_enqueue` each of *frames* (a broadcast batch), in order; return
+        how many were (queued, dropped, cut). Called with _lock held."""
+        queued = dropped = 0
+        for frame in frames:
+            result = self._enqueue(frame, True)
+            if result == OFFERED:
+                queued += 1
+            elif result == DROPPED:
+                dropped += 1
+            elif result == CUT:
+                return queued, dropped, 1
+            else:  # ENDED: the stream was already ending
+                break
+        return queued, dropped, 0
 
     def _lost(self) -> None:
         """A direct write failed: the client is gone. Called with _lock held."""
@@ -380,21 +397,26 @@ class Client:
         return f"<Client {self._id!r}{' closed' if self.closed else ''}>"
 
 
-def deliver(clients: Iterable[Client], frame: bytes) -> tuple[int, int, int, int, int]:
-    """Offer one broadcast to each of *clients*: the hub thread's hot loop.
+def deliver(clients: Iterable[Client], frames: Sequence[bytes]) -> tuple[int, int, int, int, int]:
+    """Offer a batch of broadcasts to each of *clients*: the hub thread's hot loop.
 
-    The same as ``client._offer(frame, chunk)`` for each client, with the fast
-    path (one non-blocking write under the client's lock) inlined: at 1,000+
-    streams this loop runs once per delivery, and every Python call it saves is
-    a measurable share of the fan-out's spread (see docs/performance.md).
+    *frames* are consecutive broadcasts to the same recipients, oldest first
+    (usually one; several when they waited in the hub's inbox together). On the
+    fast path each client gets them all in ONE non-blocking write (one HTTP
+    chunk), under its lock; on the queue path each is queued as by ``_offer``.
+    The fast path is inlined: at 1,000+ streams this loop runs once per
+    delivery, and every Python call it saves is a share of the fan-out's spread
+    (see docs/performance.md).
 
-    :returns: how many were (written on the fast path, queued, deferred: queued
-        because a fast-path write would block, dropped, cut); streams that had
-        already ended are not counted.
+    :returns: how many deliveries (client x event) were (written on the fast
+        path, queued, deferred: queued because a fast-path write would block,
+        dropped, cut); streams that had already ended are not counted.
     """
+    n = len(frames)
+    joined = frames[0] if n == 1 else b"".join(frames)
     chunk = b""  # framed once, at the first fast-path write (many broadcasts reach nobody)
-    size, body = 0, len(frame)
-    now = time.monotonic()  # one clock read per broadcast: keep-alive timing needs no more
+    size, body = 0, len(joined)
+    now = time.monotonic()  # one clock read per batch: keep-alive timing needs no more
     written = queued = deferred = dropped = cut = 0
     for client in clients:
         with client._lock:
@@ -402,7 +424,7 @@ def deliver(clients: Iterable[Client], frame: bytes) -> tuple[int, int, int, int
             write = client._direct
             if write is not None:
                 if not size:
-                    chunk = frame_chunk(frame)
+                    chunk = frame_chunk(joined)
                     size = len(chunk)
                 try:
                     sent = write(chunk)
@@ -413,14 +435,20 @@ def deliver(clients: Iterable[Client], frame: bytes) -> tuple[int, int, int, int
                     continue
                 if sent == size:
                     client._last_direct = now
-                    client._direct_events += 1
+                    client._direct_events += n
                     client._direct_bytes += body
-                    written += 1
+                    written += n
                 else:
-                    client._defer(frame, chunk, sent)
-                    deferred += 1
+                    client._defer(frames, chunk, sent)
+                    deferred += n
                 continue
-            result = client._enqueue(frame, True)
+            if n != 1:
+                q, d, c = client._enqueue_all(frames)
+                queued += q
+                dropped += d
+                cut += c
+                continue
+            result = client._enqueue(joined, True)
         if result == OFFERED:
             queued += 1
         elif result == DROPPED:

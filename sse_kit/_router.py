@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from ._backplane import Backplane, _Catchup, _Link
@@ -97,19 +97,28 @@ class Router:
 
     # -- events -----------------------------------------------------------------
 
-    def publish(self, pattern_text: str, body: bytes) -> None:
-        """Give a local broadcast its ID, remember it, and route it."""
+    def publish(self, pattern_text: str, bodies: Sequence[bytes]) -> None:
+        """Give local broadcasts to one pattern their IDs, remember them, and route
+        them (as one batch: a fast-path client gets them in one write)."""
         pattern = compile_pattern(pattern_text)
-        seq, event_id = self.history.next_id()
-        frame = b"id: " + event_id.encode("ascii") + b"\n" + body
-        self.history.append(seq, pattern, frame)
-        self.counters.add("published")
-        self.route(self.index.match(pattern), frame)
+        history = self.history
+        frames = []
+        for body in bodies:
+            seq, event_id = history.next_id()
+            frame = b"id: " + event_id.encode("ascii") + b"\n" + body
+            history.append(seq, pattern, frame)
+            frames.append(frame)
+        self.counters.add("published", len(frames))
+        self.route_batch(self.index.match(pattern), frames)
 
     def route(self, clients: Iterable[Client], frame: bytes) -> None:
-        """Offer *frame* to *clients*; count the outcome (a slow cut is logged by
-        its stream: no logging I/O on the hub thread)."""
-        fast, queued, deferred, dropped, cut = deliver(clients, frame)
+        """Offer *frame* to *clients*; count the outcome."""
+        self.route_batch(clients, (frame,))
+
+    def route_batch(self, clients: Iterable[Client], frames: Sequence[bytes]) -> None:
+        """Offer *frames* (oldest first) to *clients*; count the outcome (a slow cut
+        is logged by its stream: no logging I/O on the hub thread)."""
+        fast, queued, deferred, dropped, cut = deliver(clients, frames)
         self.counters.add_many(
             delivered=fast + queued + deferred, fast_writes=fast,
             queued_writes=queued + deferred, fast_would_block=deferred,

@@ -453,6 +453,7 @@ class ChunkedDecoder:
         self._remaining: int | None = None  # size of the chunk being read; None between chunks
         self._in_trailer = False
         self.done = False  # the last-chunk and the trailer's empty line were seen
+        self.chunks = 0  # data chunks decoded so far
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the chunks they completed, in order.
@@ -484,6 +485,7 @@ class ChunkedDecoder:
                 if self._buffer[self._remaining : self._remaining + 2] != b"\r\n":
                     raise ValueError(f"expected CRLF after {self._remaining} bytes of chunk data")
                 chunks.append(bytes(self._buffer[: self._remaining]))
+                self.chunks += 1
                 del self._buffer[: self._remaining + 2]
                 self._remaining = None
         return chunks

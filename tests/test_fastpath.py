@@ -19,7 +19,7 @@ import pytest
 from gunicorn import util as gunicorn_util
 from werkzeug.test import EnvironBuilder
 
-from sse_kit import Hub, serve_sse
+from sse_kit import Client, Hub, serve_sse
 from sse_kit._connection import Stream
 from sse_kit._fastpath import direct_socket, direct_writer, frame_chunk
 from sse_kit._wire import SSEDecoder, decode
@@ -177,10 +177,88 @@ def test_events_written_by_the_hub_thread_once_the_first_chunk_is_out(hub: Hub) 
     assert _datas(body) == [f"e{i}" for i in range(50)]
     stats = hub.stats()
     assert stats["fast_writes"] == 50 and stats["queued_writes"] == 0
-    # One chunk per event, framed as gunicorn frames it.
-    assert reader.wire.count(b"\r\n") >= 2 * 51
+    # Every chunk was framed as gunicorn frames one (the reader decodes strictly).
+    assert reader.decoder.chunks >= 2
     served.sock.close()
     reader.sock.close()
+
+
+def _hold_hub_thread(hub: Hub) -> threading.Event:
+    """Keep the hub thread busy until the returned event is set, so that what is
+    published meanwhile waits in its inbox."""
+    from sse_kit._hub import _CALL, _Call
+
+    release, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        release.wait(20)
+
+    hub._inbox.put((_CALL, _Call(hold, None), None))
+    assert busy.wait(20)
+    return release
+
+
+def test_broadcasts_waiting_together_go_out_in_one_write(hub: Hub) -> None:
+    served, reader = _connect(hub)
+    chunks_before = reader.decoder.chunks
+    release = _hold_hub_thread(hub)
+    for i in range(20):
+        hub.broadcast_to_pattern("*", f"a{i}")
+    hub.broadcast_to_pattern("c", "to-me")  # another pattern: the batch ends here
+    for i in range(5):
+        hub.broadcast_to_pattern("*", f"b{i}")
+    release.set()
+    hub.flush()
+    body = reader.read_until(lambda: reader.events == 1 + 26)
+    assert _datas(body) == [f"a{i}" for i in range(20)] + ["to-me"] + [f"b{i}" for i in range(5)]
+    assert reader.decoder.chunks - chunks_before == 3  # three batches, one chunk each
+    stats = hub.stats()
+    assert stats["fast_writes"] == 26 and stats["delivered"] == 26
+    assert stats["published"] == 26
+    # Each event keeps its own ID, in order, so a resume starts exactly after any.
+    ids = [ev.id for ev in decode(body) if ev.event == "message"]
+    assert len(set(ids)) == 26 and ids == sorted(ids, key=lambda i: int(i.rsplit("-", 1)[1]))
+    served.sock.close()
+    reader.sock.close()
+
+
+def test_a_registration_between_broadcasts_ends_the_batch(hub: Hub) -> None:
+    first, first_reader = _connect(hub, "a")
+    release = _hold_hub_thread(hub)
+    hub.broadcast_to_pattern("*", "before")
+    server_end, client_end = _pair()
+    joined: list[GunicornLikeServer] = []
+    opener = threading.Thread(  # blocks until the hub thread answers the registration
+        target=lambda: joined.append(GunicornLikeServer(hub, server_end, "b")), daemon=True)
+    opener.start()
+    wait_for(lambda: hub._inbox.qsize() >= 2, message="the registration to be queued")
+    hub.broadcast_to_pattern("*", "after")
+    release.set()
+    opener.join(20)
+    second_reader = Reader(client_end)
+    second = second_reader.read_until(lambda: second_reader.events >= 2)
+    assert _datas(second) == ["after"]  # not "before": it was routed before b joined
+    assert _datas(first_reader.read_until(lambda: first_reader.events >= 3)) == ["before",
+                                                                                  "after"]
+    for sock in (first.sock, first_reader.sock, joined[0].sock, client_end):
+        sock.close()
+
+
+def test_a_batch_respects_the_queue_paths_limits_event_by_event() -> None:
+    hub = Hub(slow_client="drop", fast_path=False)
+    with hub:
+        client = Client("q", buffer=3)
+        hub.register(client)
+        release = _hold_hub_thread(hub)
+        for i in range(5):
+            hub.broadcast_to_pattern("*", f"e{i}")
+        release.set()
+        hub.flush()
+        frames, _ = client._take(0)
+        assert [ev.data for f in frames for ev in decode(f)] == ["e0", "e1", "e2"]
+        stats = hub.stats()
+        assert stats["delivered"] == 3 and stats["dropped"] == 2
 
 
 def test_order_survives_a_full_socket_partial_writes_and_the_way_back(
