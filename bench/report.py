@@ -290,8 +290,10 @@ def write(
         lines += ["", f"![throughput and p99 against streams]({chart.name})"]
     if micro:
         lines += ["", "## Routing cost against other clients (in-process)", "",
-                  "Hub work per broadcast that reaches one client, by pattern kind, with other "
-                  "clients connected (`bench/micro.py`; best of three).", "",
+                  "Hub work per broadcast, by pattern kind, with other clients connected "
+                  "(`bench/micro.py`; best of three). Broadcasts alternate between a pattern "
+                  "that matches one client and a twin that matches none, so the hub never "
+                  "routes two as one batch.", "",
                   "| pattern | " + " | ".join(f"{n:,} others" for n in sorted(micro['exact']))
                   + " |", "|---|" + "---|" * len(micro["exact"])]
         for kind, by_n in micro.items():
