@@ -112,11 +112,12 @@ class Client:
 
     # Slots: the fan-out touches a few fields of every client per delivery, and
     # a compact object is fewer cache lines (and less memory per idle stream).
-    __slots__ = (
-        "__weakref__", "_buffer", "_bytes", "_direct", "_direct_bytes", "_direct_events",
-        "_end", "_frames", "_id", "_last_direct", "_lock", "_max_bytes", "_max_event_size",
-        "_metadata", "_policy", "_probe", "_session_id", "_spill", "_user_id", "_waiting",
-        "_wake", "last_event_id",
+    # The five the fast path touches come first, so they share one cache line.
+    __slots__ = (  # noqa: RUF023 (hot fields first, not sorted)
+        "_lock", "_direct", "_last_direct", "_direct_events", "_direct_bytes",
+        "__weakref__", "_buffer", "_bytes", "_end", "_frames", "_id", "_max_bytes",
+        "_max_event_size", "_metadata", "_policy", "_probe", "_session_id", "_spill",
+        "_user_id", "_waiting", "_wake", "last_event_id",
     )
 
     def __init__(
