@@ -248,34 +248,18 @@ class Client:
 
     # -- used by the hub and the stream ------------------------------------------
 
-    def _offer(self, frame: bytes, chunk: bytes | None = None, *, may_cut: bool = True) -> int:
-        """Queue *frame*, or write it straight to the socket on the fast path.
+    def _offer(self, frame: bytes, *, may_cut: bool = True) -> int:
+        """Queue *frame*, or write it straight to the socket on the fast path
+        (:func:`deliver` for this one client).
 
         A full outbox drops *frame*, or ends the stream under the "disconnect"
         policy when *may_cut* (the frame is in the history, so a resume brings it).
 
-        :param chunk: *frame* already framed as an HTTP chunk.
         :returns: OFFERED, WRITTEN, DEFERRED, DROPPED, CUT or ENDED. Never blocks.
         """
-        with self._lock:
-            write = self._direct
-            if write is None:
-                return self._enqueue(frame, may_cut)
-            chunk = chunk or frame_chunk(frame)
-            try:
-                sent = write(chunk)
-            except BlockingIOError:
-                sent = 0
-            except OSError:  # EPIPE, ECONNRESET, EBADF: the client is gone
-                self._lost()
-                return ENDED
-            if sent == len(chunk):
-                self._last_direct = time.monotonic()
-                self._direct_events += 1
-                self._direct_bytes += len(frame)
-                return WRITTEN
-            self._defer((frame,), chunk, sent)
-            return DEFERRED
+        written, queued, deferred, dropped, cut = deliver((self,), (frame,), may_cut=may_cut)
+        return (WRITTEN if written else DEFERRED if deferred else OFFERED if queued
+                else DROPPED if dropped else CUT if cut else ENDED)
 
     def _enqueue(self, frame: bytes, may_cut: bool) -> int:
         """The queue path of :meth:`_offer`; called with _lock held."""
@@ -310,12 +294,12 @@ class Client:
             self._bytes += sum(map(len, frames))
         self._notify()
 
-    def _enqueue_all(self, frames: Sequence[bytes]) -> tuple[int, int, int]:
+    def _enqueue_all(self, frames: Sequence[bytes], may_cut: bool) -> tuple[int, int, int]:
         """:meth:`_enqueue` each of *frames* (a broadcast batch), in order; return
         how many were (queued, dropped, cut). Called with _lock held."""
         queued = dropped = 0
         for frame in frames:
-            result = self._enqueue(frame, True)
+            result = self._enqueue(frame, may_cut)
             if result == OFFERED:
                 queued += 1
             elif result == DROPPED:
@@ -398,7 +382,9 @@ class Client:
         return f"<Client {self._id!r}{' closed' if self.closed else ''}>"
 
 
-def deliver(clients: Iterable[Client], frames: Sequence[bytes]) -> tuple[int, int, int, int, int]:
+def deliver(
+    clients: Iterable[Client], frames: Sequence[bytes], *, may_cut: bool = True
+) -> tuple[int, int, int, int, int]:
     """Offer a batch of broadcasts to each of *clients*: the hub thread's hot loop.
 
     *frames* are consecutive broadcasts to the same recipients, oldest first
@@ -407,16 +393,18 @@ def deliver(clients: Iterable[Client], frames: Sequence[bytes]) -> tuple[int, in
     chunk), under its lock; on the queue path each is queued as by ``_offer``.
     The fast path is inlined: at 1,000+ streams this loop runs once per
     delivery, and every Python call it saves is a share of the fan-out's spread
-    (see docs/performance.md).
+    (see docs/performance.md). :meth:`Client._offer` is this for one client.
+
+    :param may_cut: whether a full outbox may end a stream under the
+        "disconnect" policy (see :meth:`Client._offer`).
 
     :returns: how many deliveries (client x event) were (written on the fast
         path, queued, deferred: queued because a fast-path write would block,
         dropped, cut); streams that had already ended are not counted.
     """
     n = len(frames)
-    joined = frames[0] if n == 1 else b"".join(frames)
-    chunk = b""  # framed once, at the first fast-path write (many broadcasts reach nobody)
-    size, body = 0, len(joined)
+    chunk = b""  # joined and framed once, at the first fast-path write (many reach nobody)
+    size = body = 0
     now = time.monotonic()  # one clock read per batch: keep-alive timing needs no more
     written = queued = deferred = dropped = cut = 0
     for client in clients:
@@ -425,7 +413,8 @@ def deliver(clients: Iterable[Client], frames: Sequence[bytes]) -> tuple[int, in
             write = client._direct
             if write is not None:
                 if not size:
-                    chunk = frame_chunk(joined)
+                    joined = frames[0] if n == 1 else b"".join(frames)
+                    chunk, body = frame_chunk(joined), len(joined)
                     size = len(chunk)
                 try:
                     sent = write(chunk)
@@ -443,17 +432,8 @@ def deliver(clients: Iterable[Client], frames: Sequence[bytes]) -> tuple[int, in
                     client._defer(frames, chunk, sent)
                     deferred += n
                 continue
-            if n != 1:
-                q, d, c = client._enqueue_all(frames)
-                queued += q
-                dropped += d
-                cut += c
-                continue
-            result = client._enqueue(joined, True)
-        if result == OFFERED:
-            queued += 1
-        elif result == DROPPED:
-            dropped += 1
-        elif result == CUT:
-            cut += 1
+            q, d, c = client._enqueue_all(frames, may_cut)
+        queued += q
+        dropped += d
+        cut += c
     return written, queued, deferred, dropped, cut
