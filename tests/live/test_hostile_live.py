@@ -317,8 +317,12 @@ def test_clients_that_never_read_are_cut_by_the_write_timeout(gunicorn_server: S
         # and its main loop stayed responsive while it did.
         wait_clients(server, 0, timeout=30)
         assert_back_to(server, base)
+        # Whether an event is dropped before the timeout cuts depends on timing
+        # (how fast the kernel's buffers fill against how fast we publish), so
+        # only what holds at any speed is asserted: every stream was cut, by
+        # the write timeout, and nothing is left behind.
         s = stats(server)
-        assert s["dropped"] > 0 and s["disconnected"] == s["connects"]
+        assert s["disconnected"] == s["connects"]
         assert server.log_text().count("TimeoutError: timed out") == THREADS // 2
 
 
