@@ -7,18 +7,20 @@ an ID; the hub routes by ID, the stream drains the outbox.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._exceptions import EventTooLarge
-from ._fastpath import frame_chunk
-from ._wire import data_to_text, encode_fields
+from ._wire import data_to_text, encode_fields, frame_chunk
+
+if TYPE_CHECKING:
+    from ._outlet import OwnedSocket
 
 __all__ = [
     "Client",
+    "ClientLimits",
     "ClientOption",
     "deliver",
     "with_metadata",
@@ -36,8 +38,8 @@ OFFERED: Final = 0  # queued
 DROPPED: Final = 1  # outbox full, policy "drop": this frame is lost for this client
 CUT: Final = 2  # outbox full, policy "disconnect": the stream ends now, resumes later
 ENDED: Final = 3  # the stream is already ending; it resumes from history if it reconnects
-WRITTEN: Final = 4  # fast path: the hub thread wrote it to the socket itself
-DEFERRED: Final = 5  # fast path: the socket would block; queued for the stream thread
+WRITTEN: Final = 4  # detached stream: written to the socket at once
+DEFERRED: Final = 5  # detached stream: the socket is full; kept in its tail
 
 # Why a stream ended; the stream writes a short retry: hint for SHUTDOWN.
 CLOSED: Final = "closed"  # Client.close() or Hub.unregister()
@@ -45,7 +47,22 @@ SLOW: Final = "slow"  # outbox overflowed under the "disconnect" policy
 SHUTDOWN: Final = "shutdown"  # the hub stopped
 KICKED: Final = "disconnected"  # Hub.disconnect() matched it
 EXPIRED: Final = "max_age"  # the stream reached the hub's max_age
-GONE: Final = "gone"  # a fast-path write failed: the client went away
+GONE: Final = "gone"  # the peer closed the connection, or a write to it failed
+TIMED_OUT: Final = "write_timeout"  # nothing could be written for write_timeout seconds
+# End reasons after which the browser should come back at once (a short retry:
+# hint is written). Not after disconnect(): the browser waits its usual retry.
+COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED})
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """What a client may have waiting to be written, and what happens beyond it
+    (the hub's ``client_buffer``, ``client_buffer_bytes`` and ``slow_client``)."""
+
+    max_events: int
+    max_bytes: int | None
+    policy: SlowClientPolicy
+    max_event_size: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +130,9 @@ class Client:
     # Slots: the fan-out touches a few fields of every client per delivery, and
     # a compact object is fewer cache lines (and less memory per idle stream).
     # The five the fast path touches come first, so they share one cache line.
-    __slots__ = (  # noqa: RUF023 (hot fields first, not sorted)
-        "_lock", "_direct", "_last_direct", "_direct_events", "_direct_bytes",
-        "__weakref__", "_buffer", "_bytes", "_end", "_frames", "_id", "_max_bytes",
-        "_max_event_size", "_metadata", "_policy", "_probe", "_session_id", "_spill",
+    __slots__ = (
+        "__weakref__", "_buffer", "_bytes", "_end", "_frames", "_id", "_lock", "_max_bytes",
+        "_max_event_size", "_metadata", "_policy", "_probe", "_session_id", "_sink",
         "_user_id", "_waiting", "_wake", "last_event_id",
     )
 
@@ -159,10 +175,11 @@ class Client:
         self.last_event_id = _opt_str("last_event_id", last_event_id)
         _check_encodable("client id", id)
         _check_encodable("last_event_id", last_event_id)
-        # _lock guards _frames, _bytes, _spill, _end, _waiting and _direct. Held by
-        # the hub thread (or a send() caller) to append one frame or to make one
-        # non-blocking fast-path write (see sse_kit._fastpath), and by the stream
-        # thread to swap the outbox out; never held while blocking or waiting.
+        # _lock guards _frames, _bytes, _end, _waiting, _sink and, once the stream
+        # has detached, the OwnedSocket's tail and socket (sse_kit._outlet). Held
+        # by the hub thread (or a send() caller) to append one frame or to make
+        # one non-blocking write, by the stream thread to swap the outbox out,
+        # by the outlet thread to flush a tail; never held while blocking or waiting.
         self._lock = threading.Lock()
         # _wake: a binary semaphore, held while nobody has woken the stream thread;
         # released (under _lock, only when _waiting) by whoever wakes it. Cheaper
@@ -171,24 +188,17 @@ class Client:
         self._wake.acquire()
         self._frames: list[bytes] = []
         self._bytes = 0  # total length of _frames
-        self._spill = b""  # unsent tail of a half-written fast-path chunk (framed)
         self._end: str | None = None
         self._waiting = False
-        # Set while the hub writes to the socket itself: one non-blocking write,
-        # returning the bytes written (sse_kit._fastpath.direct_writer).
-        self._direct: Callable[[bytes], int] | None = None
-        # Monotonic time of the last fast-path write; written under _lock, read
-        # without it by the stream thread for keep-alive timing (a float read).
-        self._last_direct = 0.0
-        # Events and body bytes the hub wrote on the fast path (for the close log).
-        self._direct_events = 0
-        self._direct_bytes = 0
-        # Set by the hub on register, before any frame is offered.
+        # The detached connection (sse_kit._outlet), once the stream has handed
+        # its socket to the hub side; then the outbox stays empty.
+        self._sink: OwnedSocket | None = None
+        # Set by the hub on register (_configure), before any frame is offered.
         self._policy: SlowClientPolicy = DROP
         self._max_bytes: int | None = None  # the hub's client_buffer_bytes
         self._max_event_size: int | None = None  # the hub's max_event_size
-        # Set by serve_sse where the server exposes the socket: False once the
-        # peer is known to be gone (see sse_kit._socket). Never blocks.
+        # Where the server exposes the socket (_watch_peer): False once the peer
+        # is known to be gone (see sse_kit._socket). Never blocks.
         self._probe: Callable[[], bool] | None = None
 
     @property
@@ -220,6 +230,24 @@ class Client:
         """True once the stream is ending (closed, cut, or the hub stopped)."""
         return self._end is not None
 
+    @property
+    def end_reason(self) -> str | None:
+        """Why the stream is ending (``"closed"``, ``"slow"``, ``"shutdown"``,
+        ``"disconnected"``, ``"max_age"``, ``"gone"``, ``"write_timeout"``), or
+        ``None`` while it is open."""
+        return self._end
+
+    @property
+    def detached(self) -> bool:
+        """True once the stream's socket is owned by the hub side (no server
+        thread holds it; see ``docs/performance.md``)."""
+        return self._sink is not None
+
+    def limits(self) -> ClientLimits:
+        """What this client may have waiting to be written (set by the hub on
+        register)."""
+        return ClientLimits(self._buffer, self._max_bytes, self._policy, self._max_event_size)
+
     def send(self, data: Any, *, event: str | None = None) -> bool:
         """Queue one event for this connection only; never blocks.
 
@@ -247,6 +275,27 @@ class Client:
         self._finish(CLOSED)
 
     # -- used by the hub and the stream ------------------------------------------
+
+    def _configure(
+        self, policy: SlowClientPolicy, max_bytes: int | None, max_event_size: int | None
+    ) -> None:
+        """The hub's limits for this client; set on register, before any offer."""
+        self._policy = policy
+        self._max_bytes = max_bytes
+        self._max_event_size = max_event_size
+
+    def _watch_peer(self, probe: Callable[[], bool] | None) -> None:
+        """Where the server exposes the socket: *probe* says (never blocking)
+        whether the peer may still be there. Set before registering."""
+        self._probe = probe
+
+    def _detach_to(self, sink: OwnedSocket) -> None:
+        """From now on *sink* is this stream's connection: what the outbox holds
+        goes first, then every offer is written to it (sse_kit._outlet)."""
+        with self._lock:
+            sink.start(self._frames)
+            self._frames, self._bytes = [], 0
+            self._sink = sink
 
     def _offer(self, frame: bytes, *, may_cut: bool = True) -> int:
         """Queue *frame*, or write it straight to the socket on the fast path
@@ -281,19 +330,6 @@ class Client:
         self._notify()
         return OFFERED
 
-    def _defer(self, frames: Sequence[bytes], chunk: bytes, sent: int) -> None:
-        """A direct write of *chunk* (*frames*, framed) would block (*sent* = 0) or
-        was partial: the stream thread takes the socket back, starting with the rest
-        of this chunk, so the order on the wire stays the order of the offers.
-        Called with _lock held."""
-        self._direct = None
-        if sent:
-            self._spill = chunk[sent:]
-        else:
-            self._frames.extend(frames)
-            self._bytes += sum(map(len, frames))
-        self._notify()
-
     def _enqueue_all(self, frames: Sequence[bytes], may_cut: bool) -> tuple[int, int, int]:
         """:meth:`_enqueue` each of *frames* (a broadcast batch), in order; return
         how many were (queued, dropped, cut). Called with _lock held."""
@@ -310,11 +346,14 @@ class Client:
                 break
         return queued, dropped, 0
 
-    def _lost(self) -> None:
-        """A direct write failed: the client is gone. Called with _lock held."""
-        self._direct = None
-        self._end = GONE
-        self._notify()
+    def _end_locked(self, reason: str) -> None:
+        """:meth:`_finish` for a caller that holds _lock and knows the stream is open."""
+        self._end = reason
+        sink = self._sink
+        if sink is None:
+            self._notify()
+        else:
+            sink.post_end()
 
     def _notify(self) -> None:
         """Wake the stream thread if it is parked; called with _lock held."""
@@ -324,44 +363,31 @@ class Client:
 
     def _gone(self) -> bool:
         """Whether the peer is known to have closed the connection."""
+        sink = self._sink
+        if sink is not None:
+            return sink.peer_gone
         probe = self._probe
         return probe is not None and not probe()
 
     def _finish(self, reason: str) -> bool:
         """Mark the stream as ending for *reason*; False if it already was.
 
-        Ends the fast path too: once this returns, the hub writes nothing more.
+        Once this returns nothing more is offered to the stream: a parked stream
+        wakes to write its end, a detached one's end is written by the outlet.
         """
         with self._lock:
             if self._end is not None:
                 return False
-            self._end = reason
-            self._direct = None
-            self._notify()
+            self._end_locked(reason)
         return True
 
     def _take(self, timeout: float) -> tuple[list[bytes], str | None]:
-        """Wait up to *timeout* seconds for frames; return them and the end reason
-        (the portable path: :meth:`_take_direct` without a socket)."""
-        _, frames, end = self._take_direct(timeout, None)
-        return frames, end
-
-    def _take_direct(
-        self, timeout: float, direct: Callable[[bytes], int] | None
-    ) -> tuple[bytes, list[bytes], str | None]:
-        """Wait up to *timeout* seconds for something to write.
-
-        :param direct: the non-blocking write the hub may use while this thread
-            waits (the fast path), or ``None``; only pass it when everything this
-            stream produced before has been written.
-        :returns: the spill (raw bytes to write before anything else), the queued
-            frames and the end reason. Once the end reason is set no frame is
-            accepted, so the frames returned with it are the last ones.
-        """
+        """Wait up to *timeout* seconds for frames (a parked stream's thread);
+        return them and the end reason. Once the end reason is set no frame is
+        accepted, so the frames returned with it are the last ones."""
         lock = self._lock
         with lock:
-            if not (self._frames or self._spill) and self._end is None:
-                self._direct = direct
+            if not self._frames and self._end is None:
                 self._waiting = True
                 lock.release()
                 try:
@@ -373,10 +399,9 @@ class Client:
                         self._waiting = False
                     else:  # woken after the timeout: consume the release
                         self._wake.acquire()
-                self._direct = None
-            spill, frames, end = self._spill, self._frames, self._end
-            self._spill, self._frames, self._bytes = b"", [], 0
-            return spill, frames, end
+            frames, end = self._frames, self._end
+            self._frames, self._bytes = [], 0
+            return frames, end
 
     def __repr__(self) -> str:
         return f"<Client {self._id!r}{' closed' if self.closed else ''}>"
@@ -388,51 +413,44 @@ def deliver(
     """Offer a batch of broadcasts to each of *clients*: the hub thread's hot loop.
 
     *frames* are consecutive broadcasts to the same recipients, oldest first
-    (usually one; several when they waited in the hub's inbox together). On the
-    fast path each client gets them all in ONE non-blocking write (one HTTP
-    chunk), under its lock; on the queue path each is queued as by ``_offer``.
-    The fast path is inlined: at 1,000+ streams this loop runs once per
-    delivery, and every Python call it saves is a share of the fan-out's spread
-    (see docs/performance.md). :meth:`Client._offer` is this for one client.
+    (usually one; several when they waited in the hub's inbox together). A
+    detached stream gets them all as ONE chunk, written at once or kept in its
+    tail (:meth:`sse_kit._outlet.OwnedSocket.send`); a parked stream gets each
+    queued in its outbox as by :meth:`Client._offer`.
 
     :param may_cut: whether a full outbox may end a stream under the
         "disconnect" policy (see :meth:`Client._offer`).
 
-    :returns: how many deliveries (client x event) were (written on the fast
-        path, queued, deferred: queued because a fast-path write would block,
-        dropped, cut); streams that had already ended are not counted.
+    :returns: how many deliveries (client x event) were (written at once,
+        queued, kept in a detached stream's tail, dropped, cut); streams that
+        had already ended are not counted.
     """
     n = len(frames)
-    chunk = b""  # joined and framed once, at the first fast-path write (many reach nobody)
-    size = body = 0
-    now = time.monotonic()  # one clock read per batch: keep-alive timing needs no more
+    chunk = b""  # joined and framed once, at the first detached stream (many reach nobody)
     written = queued = deferred = dropped = cut = 0
     for client in clients:
         with client._lock:
-            # _direct is set only while the stream is open (_finish clears it).
-            write = client._direct
-            if write is not None:
-                if not size:
-                    joined = frames[0] if n == 1 else b"".join(frames)
-                    chunk, body = frame_chunk(joined), len(joined)
-                    size = len(chunk)
-                try:
-                    sent = write(chunk)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    client._lost()
+            sink = client._sink
+            if sink is None:
+                q, d, c = client._enqueue_all(frames, may_cut)
+            else:
+                if client._end is not None:
                     continue
-                if sent == size:
-                    client._last_direct = now
-                    client._direct_events += n
-                    client._direct_bytes += body
+                if not chunk:
+                    chunk = frame_chunk(frames[0] if n == 1 else b"".join(frames))
+                outcome = sink.send(chunk, n, may_cut)
+                if outcome == WRITTEN:
                     written += n
-                else:
-                    client._defer(frames, chunk, sent)
+                elif outcome == DEFERRED:
                     deferred += n
+                elif outcome == DROPPED:
+                    dropped += n
+                elif outcome == CUT:
+                    client._end_locked(SLOW)
+                    cut += 1
+                else:  # ENDED: the write failed, the peer is gone
+                    client._end_locked(GONE)
                 continue
-            q, d, c = client._enqueue_all(frames, may_cut)
         queued += q
         dropped += d
         cut += c

@@ -12,10 +12,13 @@ ordering and framing of everything written on that connection:
    shutting down or the stream reached the hub's ``max_age`` (the browser comes
    back at once and goes through the application's authorization again).
 
-On the fast path (see :mod:`sse_kit._fastpath`) step 2 is done by the hub thread
-while this stream's thread is parked; the stream takes the socket back whenever
-it wakes, writes the spill of a half-written chunk itself, and hands the socket
-to the hub again only when everything queued has been written.
+Where the server can hand the connection over (gunicorn's gthread worker, see
+:mod:`sse_kit.gunicorn`), the stream *detaches* after step 1: the server asks for
+the second chunk, the stream gives the socket to the hub's outlet
+(:mod:`sse_kit._outlet`) and ends the response as far as the server is concerned;
+steps 2 and 3 are then done by the hub side and no server thread is held.
+Everywhere else (HTTP/1.0, TLS, other servers, ``Hub(fast_path=False)``) the
+stream's thread parks between chunks: the *parked* path.
 
 ``close()`` (which every WSGI server calls, even for a response it never
 iterated) unregisters the client; so does garbage collection as a last resort.
@@ -35,16 +38,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
-from ._client import EXPIRED, GONE, SHUTDOWN, SLOW, Client
+from ._client import COME_BACK, EXPIRED, GONE, SLOW, Client
 from ._event import EVENT_TYPE_CONNECTED, ConnectedEvent, encode_reset
-from ._fastpath import direct_writer
 from ._wire import encode_comment, encode_fields, encode_retry
 
 if TYPE_CHECKING:
     from ._hub import Hub
     from ._router import _Registration
 
-__all__ = ["Stream"]
+__all__ = ["DETACH_KEY", "Detach", "Stream"]
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,17 @@ _GONE: Final = "client gone"  # end reason when the server closed the response, 
 # A stream ends between (1 - _AGE_JITTER) * max_age and max_age after it opened, so
 # streams opened together (after a deploy) do not all reconnect together.
 _AGE_JITTER: Final = 0.1
-# End reasons after which the browser should come back quickly.
-# (Not after disconnect(): the browser waits its usual retry, so a cut is visible.)
-_COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED})
+
+# The environ key under which a server adapter offers a stream its Detach.
+DETACH_KEY: Final = "sse_kit.detach"
+
+Detach = Callable[[], "socket.socket | None"]
+"""What a server adapter offers a stream (``environ[DETACH_KEY]``): called once
+the server has written the headers and the first chunk, it returns sse_kit's own
+descriptor of the connection and ends the response on the server's side (which
+then writes nothing more, closes only its own descriptor and counts the request
+as finished); ``None`` when this response cannot be detached (it then goes on
+as usual). Called at most once, from the request's thread."""
 
 
 def first_chunk(hub: Hub, reg: _Registration) -> bytes:
@@ -91,17 +101,15 @@ class Stream:
         reg: _Registration,
         *,
         on_abort: Callable[[], None] | None = None,
-        direct: socket.socket | None = None,
+        detach: Detach | None = None,
     ) -> None:
         self._hub = hub
         # Called by close() when the server gave up before the last chunk was
         # written (a write failed or timed out): the connection is dead.
         self._on_abort = on_abort
         self._complete = False  # the server asked for a chunk after the last one
-        # The fast path (sse_kit._fastpath): the socket, and the hub's
-        # non-blocking write to it; None on the queue path.
-        self._direct = direct
-        self._writer = None if direct is None else direct_writer(direct)
+        # Called at the second chunk to hand the connection to the hub side.
+        self._detach = detach
         self._client = reg.client
         self._first: bytes | None = first_chunk(hub, reg)
         self._interval = hub.keepalive_interval
@@ -135,6 +143,11 @@ class Stream:
         return self
 
     def __next__(self) -> bytes:
+        if self._detach is not None and self._first is None:
+            detach, self._detach = self._detach, None
+            if self._detached(detach):
+                self._complete = True
+                raise StopIteration
         chunk = self._next_chunk()
         if not chunk:
             self._complete = True
@@ -142,24 +155,36 @@ class Stream:
         self._bytes += len(chunk)
         return chunk
 
+    def _detached(self, detach: Detach) -> bool:
+        """Hand the connection to the hub's outlet; False if it stays with this
+        thread (the server could not detach it, or the stream already ended)."""
+        client, hub = self._client, self._hub
+        if client.closed or not hub.running:
+            return False  # end it here, as the server expects
+        sock = detach()
+        if sock is None:
+            return False
+        hub._outlet().adopt(
+            client, sock, expires=self._expires, events=self._events, body_bytes=self._bytes,
+            opened=self._opened)
+        # The outlet owns the stream now: it logs its end and unregisters it.
+        self._released = True
+        self._end = "detached"
+        return True
+
     def _next_chunk(self) -> bytes:
         if self._first is not None:
             first, self._first = self._first, None
             return first
         if self._ended:
             return _DONE
-        # The server asks for this chunk only once it has written the previous
-        # one: the socket is free, so the hub may write to it while we wait.
+        # The parked path: this thread waits for frames, a keep-alive or the end.
         client, interval, expires = self._client, self._interval, self._expires
-        writer = self._writer
-        quiet_since = time.monotonic()  # the last write on this connection, as far as we know
-        deadline = quiet_since + interval
+        deadline = time.monotonic() + interval
         if expires is not None:
             deadline = min(deadline, expires)
         while True:
-            spill, frames, end = client._take_direct(max(deadline - time.monotonic(), 0.0), writer)
-            if spill:
-                self._write_spill(spill)
+            frames, end = client._take(max(deadline - time.monotonic(), 0.0))
             if end is None and expires is not None and time.monotonic() >= expires:
                 client._finish(EXPIRED)  # unless another end reason came first
                 more, end = client._take(0.0)
@@ -171,13 +196,13 @@ class Stream:
             if end is not None:
                 self._ended = True
                 self._end = end
-                if end in _COME_BACK:
+                if end in COME_BACK:
                     frames.append(encode_retry(self._hub.shutdown_retry))
                 if end == SLOW:
                     log.warning("sse_kit: cut slow client %r; it resumes from history",
                                 client.id)
                 elif end == GONE:
-                    log.info("sse_kit: client %r went away (write failed)", client.id)
+                    log.info("sse_kit: client %r went away", client.id)
                 elif end == EXPIRED:
                     self._hub.counters.add("expired")
                     log.info("sse_kit: client %r reached max_age; it resumes on reconnect",
@@ -185,26 +210,9 @@ class Stream:
                 return b"".join(frames)
             if frames:
                 return frames[0] if len(frames) == 1 else b"".join(frames)
-            if spill or client._last_direct > quiet_since:
-                # The hub or the spill wrote meanwhile: silence starts from then.
-                quiet_since = time.monotonic() if spill else client._last_direct
-                deadline = quiet_since + interval
-                if expires is not None:
-                    deadline = min(deadline, expires)
-                continue
             if time.monotonic() >= deadline:
                 self._hub.counters.add("keepalives")
                 return encode_comment(f"keepalive {int(time.time())}")
-
-    def _write_spill(self, spill: bytes) -> None:
-        """Write the tail of a chunk the hub left half-written, raw (it is framed)."""
-        assert self._direct is not None
-        try:
-            self._direct.sendall(spill)
-        except OSError:
-            # As if the server's own write had failed: it closes the connection.
-            self._client._finish(GONE)
-            raise
 
     def __del__(self) -> None:
         # A server that drops the response without close() still unregisters it.
@@ -228,8 +236,7 @@ class Stream:
         log.info(
             "sse_kit: client %r disconnected (%s) after %.1fs: %d event(s), %d byte(s)",
             self._client.id, self._end, time.monotonic() - self._opened,
-            self._events + self._client._direct_events,
-            self._bytes + self._client._direct_bytes,
+            self._events, self._bytes,
         )
 
 

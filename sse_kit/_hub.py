@@ -55,6 +55,7 @@ from typing import Any, Final, TypeVar
 from ._backplane import Backplane, BackplaneReader, Feed
 from ._client import CLOSED, DISCONNECT, DROP, KICKED, Client, SlowClientPolicy
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
+from ._outlet import Outlet
 from ._patterns import compile_pattern, validate_pattern
 from ._router import MIB, Router, _Registration, signal
 from ._stats import Counters
@@ -77,6 +78,9 @@ _RESUMED: Final = 7  # (op, _Catchup, None): a resume read from the backplane is
 
 # How long a caller waits for the hub thread to answer before checking it is alive.
 _POLL: Final = 0.5
+# How long stopping waits for the outlet to write every detached stream's end
+# (it lingers at most _outlet.LINGER seconds for slow peers).
+_OUTLET_CLOSE: Final = 5.0
 
 # At most this many waiting broadcasts (or about this many bytes) are routed as
 # one batch: a fast-path client gets the batch in one write, which should fit a
@@ -234,18 +238,16 @@ class Hub:
         self.write_timeout = None if write_timeout is None else float(write_timeout)
         self.backplane = backplane
         self.fast_path = fast_path
-        # Set by sse_kit.gunicorn's hooks once they have checked that the worker
-        # frames a streamed body as HTTP/1.1 chunks itself (_fastpath.frame_chunk).
-        self._server_frames_chunks = False
         self.counters = Counters()
         # _state_lock guards starting and the end of run(): _thread, _pid,
-        # _running. Never held while waiting for the hub thread. stop() does not
-        # take it, so that a signal handler may call stop().
+        # _running, and creating _outlet_now. Never held while waiting for the
+        # hub thread. stop() does not take it, so that a signal handler may call stop().
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._running = False
-        self._stopped = threading.Event()
+        self._stopped = threading.Event()  # set while no hub thread runs
+        self._stopped.set()
         self._reset()
 
     def _reset(self) -> None:
@@ -265,6 +267,16 @@ class Hub:
             on_resumed=lambda catchup: inbox.put((_RESUMED, catchup, None)),
         )
         self._reader: BackplaneReader | None = None
+        # The thread that serves detached streams (sse_kit._outlet); started by
+        # the first stream that detaches, closed when the hub stops.
+        self._outlet_now: Outlet | None = None
+
+    def _outlet(self) -> Outlet:
+        """The outlet detached streams are handed to; started on first use."""
+        with self._state_lock:
+            if self._outlet_now is None:
+                self._outlet_now = Outlet(self)
+            return self._outlet_now
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -365,6 +377,10 @@ class Hub:
         if self._reader is not None:
             self._reader.stop()
         n = self._router.end_all()
+        with self._state_lock:
+            outlet, self._outlet_now = self._outlet_now, None
+        if outlet is not None:  # writes each detached stream's end, then closes it
+            outlet.close(timeout=_OUTLET_CLOSE)
         while True:  # answer whoever is still waiting
             try:
                 op, a, _ = inbox.get_nowait()
@@ -388,9 +404,12 @@ class Hub:
         :param timeout: seconds to wait for the hub thread to finish; ``0`` does
             not wait, ``None`` waits without limit.
         """
-        if not self._running or self._pid != os.getpid():
-            return
-        self._inbox.put((_STOP, None, None))
+        if self._pid != os.getpid():
+            return  # never started in this process
+        if self._running:
+            self._inbox.put((_STOP, None, None))
+        # Also when a stop is already under way (a signal handler asked first):
+        # the caller may be about to exit, and the streams' ends must be out by then.
         if timeout != 0 and threading.current_thread() is not self._thread:
             self._stopped.wait(timeout)
 

@@ -134,9 +134,7 @@ class Router:
         if self._refused(reg):
             reg.done.release()
             return
-        client._policy = self._slow_client
-        client._max_bytes = self._client_buffer_bytes
-        client._max_event_size = self._max_event_size
+        client._configure(self._slow_client, self._client_buffer_bytes, self._max_event_size)
         reg.position = history.last_id
         if self.link is not None:
             self.link.register(reg)

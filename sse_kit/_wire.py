@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 __all__ = [
+    "LAST_CHUNK",
     "DecodedEvent",
     "EventData",
     "SSEDecoder",
@@ -34,11 +35,15 @@ __all__ = [
     "encode_fields",
     "encode_id_line",
     "encode_retry",
+    "frame_chunk",
     "validate_data",
     "validate_event",
     "validate_id",
     "validate_retry",
 ]
+
+# HTTP/1.1's last-chunk (RFC 9112 section 7.1): the end of a chunked body.
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 EventData: TypeAlias = str | bytes | bytearray | memoryview | Mapping[str, Any] | Sequence[Any]
 """What an event's data may be: text, UTF-8 bytes, or a mapping/sequence sent as JSON."""
@@ -183,6 +188,14 @@ def encode_retry(ms: int) -> bytes:
     :raises ValueError: if *ms* is negative.
     """
     return f"retry: {_check_retry(ms)}\n\n".encode()
+
+
+def frame_chunk(frame: bytes) -> bytes:
+    """*frame* as one HTTP/1.1 chunk (RFC 9112 section 7.1), byte for byte as
+    gunicorn frames a yielded ``bytes`` (``gunicorn.util.write_chunk``: upper-case
+    hex size, CRLF, data, CRLF), so a stream's body reads the same whoever wrote
+    each chunk. An empty *frame* would be the last-chunk: never framed here."""
+    return b"%X\r\n%b\r\n" % (len(frame), frame)
 
 
 def _check_name(field: str, value: object) -> str:

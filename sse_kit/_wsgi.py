@@ -12,10 +12,9 @@ from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Request, Response
 
 from ._client import Client, ClientOption
-from ._connection import Stream
+from ._connection import DETACH_KEY, Stream
 from ._cors import CORSPolicy
 from ._exceptions import HubFull, HubNotRunning
-from ._fastpath import direct_socket
 from ._hub import Hub
 from ._socket import guard, peer_probe
 
@@ -191,7 +190,7 @@ def serve_sse(
         buffer=hub.client_buffer,
         last_event_id=last_event_id,
     )
-    client._probe = peer_probe(environ)
+    client._watch_peer(peer_probe(environ))
     retry_after = str(max(1, round(hub.retry / 1000)))
     try:
         reg = hub._register(client)
@@ -203,9 +202,11 @@ def serve_sse(
         log.error("sse_kit: refused client %r: %s", client_id, exc)
         refusal = _refuse(503, "the event hub is not running", **{"Retry-After": retry_after})
         return with_cors(refusal, environ, cors)
-    direct = direct_socket(environ) if hub.fast_path and hub._server_frames_chunks else None
+    # The server's offer to hand the connection over after the first chunk
+    # (sse_kit.gunicorn puts it there), unless the hub says never.
+    detach = environ.get(DETACH_KEY) if hub.fast_path else None
     try:
-        stream = Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), direct=direct)
+        stream = Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), detach=detach)
     except BaseException:  # e.g. metadata that cannot be sent: do not leak the registration
         hub.unregister(client)
         raise

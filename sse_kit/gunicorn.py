@@ -1,24 +1,29 @@
-"""gunicorn server hooks that give each worker its own running hub.
+"""gunicorn integration: a worker class, or server hooks for a config file.
 
-A hub thread started before ``fork()`` does not survive it, and a streaming
-response holds its worker thread until the stream ends, so under gunicorn:
+The one-flag form: sse_kit's worker class, a gunicorn gthread worker with
+everything below built in, no config file needed::
 
-* each worker starts its hub after it has loaded the app (``post_worker_init``;
-  ``post_fork`` too when the app is preloaded);
-* on ``SIGTERM``/``SIGINT``/``SIGQUIT`` the worker stops its hub *first*, which
-  ends every stream at once, so the worker exits promptly instead of waiting out
-  ``graceful_timeout`` for streams that would never end;
-* when the worker leaves on its own (``max_requests``), ``post_request`` stops
-  the hub as soon as gunicorn decides so;
-* ``worker_exit`` stops the hub for good;
-* ``child_exit`` (in the master) forgets a dead worker's live Prometheus gauges
-  when ``PROMETHEUS_MULTIPROC_DIR`` is set (see :mod:`sse_kit.prometheus`);
-* in a gthread (or sync) worker serving plain HTTP (no ``certfile``, not the
-  uwsgi protocol) the hooks let the hub write events straight to stream sockets
-  (the fast path, ``Hub(fast_path=...)``): such a worker frames every streamed
-  chunk itself, exactly as :func:`sse_kit._fastpath.frame_chunk` does.
+    gunicorn -k sse_kit.gunicorn.ThreadWorker --threads 8 'myapp:create_app()'
 
-Use them from a gunicorn config file::
+In it:
+
+* each worker starts the app's hubs once it has loaded the app (a hub thread
+  started before ``fork()`` does not survive it);
+* a stream's connection is *detached* after its first chunk: the hub side
+  writes everything after it and the worker thread goes back to the pool, so
+  ``--threads`` bounds the requests being handled, not the streams open (see
+  ``docs/performance.md``). Where a stream cannot detach (HTTP/1.0, TLS in
+  gunicorn itself, ``Hub(fast_path=False)``) it holds its thread (the parked path);
+* on ``SIGTERM``/``SIGINT``/``SIGQUIT`` the worker stops its hubs *first*, which
+  ends every stream at once (each gets a short ``retry:`` hint and the end of its
+  body), so the worker exits promptly instead of waiting out ``graceful_timeout``;
+* when the worker leaves on its own (``max_requests``) it stops its hubs as soon
+  as gunicorn decides so;
+* stream requests' query strings stay out of gunicorn's access log (a stream
+  URL may carry a token; see :data:`REDACTED`).
+
+The config-file form, for ``-k gthread`` (or when you need your own worker
+class): the same behaviour through server hooks::
 
     # gunicorn.conf.py
     from sse_kit.gunicorn import (  # noqa: F401
@@ -26,20 +31,16 @@ Use them from a gunicorn config file::
     )
 
     worker_class = "gthread"
-    threads = 64
+    threads = 8
+    logger_class = "sse_kit.gunicorn.AccessLogger"  # query strings out of the log
 
-Each open stream holds one worker thread; for thousands of streams per worker,
-see :func:`sizing` and :func:`set_thread_stack_size`.
+``child_exit`` (in the master) forgets a dead worker's live Prometheus gauges
+when ``PROMETHEUS_MULTIPROC_DIR`` is set (see :mod:`sse_kit.prometheus`); add it
+to the config file with the worker class too.
 
-The hooks find hubs through the loaded app: a Flask app with an sse_kit
+Both forms find hubs through the loaded app: a Flask app with an sse_kit
 blueprint (``app.extensions["sse_kit"]``), or any WSGI callable with an
 ``sse_kit_hubs`` attribute (a list of hubs) for other frameworks.
-
-gunicorn's access log writes each request line, query string included, and a
-stream URL may carry a token. :class:`AccessLogger` leaves the query string of
-stream requests out::
-
-    logger_class = "sse_kit.gunicorn.AccessLogger"
 """
 
 from __future__ import annotations
@@ -53,13 +54,17 @@ from types import FrameType
 from typing import Any
 
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+from gunicorn.workers.gthread import (  # type: ignore[import-untyped]
+    ThreadWorker as _GThreadWorker,
+)
 
+from ._detach import REDACTED, detaching, is_stream_request, layout_problem
 from ._hub import Hub
-from ._wsgi import ENVIRON_MARK
 
 __all__ = [
     "REDACTED",
     "AccessLogger",
+    "ThreadWorker",
     "child_exit",
     "find_hubs",
     "is_stream_request",
@@ -71,23 +76,20 @@ __all__ = [
     "worker_exit",
 ]
 
-# What AccessLogger writes instead of a stream request's query string.
-REDACTED = "<redacted>"
-
 log = logging.getLogger(__name__)
 
 # Signals on which gunicorn asks a worker to leave; the hubs stop first.
 _EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-# Workers whose request thread writes each yielded bytes with util.write_chunk
-# and asks for the next one only after sendall() returned (gunicorn >= 23).
-_CHUNKING_WORKERS = ("gunicorn.workers.gthread.ThreadWorker", "gunicorn.workers.sync.SyncWorker")
 # Smallest stack set_thread_stack_size() accepts: Flask views, Jinja and json
 # recurse in C; below this a deep template could overflow it.
 MIN_THREAD_STACK = 128 * 1024
+# Seconds a leaving worker waits for its hubs to end every stream.
+_STOP_TIMEOUT = 10.0
 
 
 def find_hubs(app: object) -> list[Hub]:
     """The hubs a loaded WSGI app declares (see the module docstring)."""
+    app = getattr(app, "sse_kit_app", app)  # through sse_kit's own wrapper
     hubs: list[Hub] = list(getattr(app, "sse_kit_hubs", None) or [])
     extensions = getattr(app, "extensions", None)
     if isinstance(extensions, dict):
@@ -96,30 +98,31 @@ def find_hubs(app: object) -> list[Hub]:
     return [h for i, h in enumerate(hubs) if isinstance(h, Hub) and h not in hubs[:i]]
 
 
-def _frames_chunks(worker: Any) -> bool:
-    """Whether *worker* writes a streamed body as plain HTTP/1.1 chunks itself,
-    so that the hub may write the same framing to its sockets (the fast path)."""
-    cls = type(worker)
-    cfg = getattr(worker, "cfg", None)
-    return (
-        f"{cls.__module__}.{cls.__qualname__}" in _CHUNKING_WORKERS
-        and cfg is not None
-        and not getattr(cfg, "is_ssl", True)
-        and getattr(cfg, "protocol", "http") == "http"
-    )
+def _detaching_app(worker: Any, redact_queries: bool) -> Any:
+    """The worker's app, wrapped so that its streams detach, if this gunicorn's
+    layout allows it; else the app as it is, with one WARNING."""
+    problem = layout_problem()
+    if problem is not None:
+        log.warning(
+            "sse_kit.gunicorn: streams will each hold a worker thread (the parked "
+            "path): %s (gunicorn %s). Size --threads for your streams, or use a "
+            "gunicorn version sse_kit supports (see docs/deployment.md).",
+            problem, _gunicorn_version())
+        return worker.wsgi
+    return detaching(worker.wsgi, redact_queries=redact_queries)
 
 
-def _start(worker: Any, hubs: list[Hub]) -> None:
-    direct = _frames_chunks(worker)
-    for hub in hubs:
-        hub._server_frames_chunks = direct
-        hub.start()
-    worker.sse_kit_hubs = hubs
+def _gunicorn_version() -> str:
+    import gunicorn  # type: ignore[import-untyped]
+
+    return str(getattr(gunicorn, "__version__", "?"))
 
 
-def _stop_then(hubs: list[Hub], previous: Any) -> Callable[[int, FrameType | None], None]:
+def _stop_then(
+    hubs: Callable[[], list[Hub]], previous: Any
+) -> Callable[[int, FrameType | None], None]:
     def handler(signum: int, frame: FrameType | None) -> None:
-        for hub in hubs:
+        for hub in hubs():
             hub.stop(timeout=0)  # only enqueues: safe in a signal handler
         if callable(previous):
             previous(signum, frame)
@@ -127,8 +130,66 @@ def _stop_then(hubs: list[Hub], previous: Any) -> Callable[[int, FrameType | Non
     return handler
 
 
+def _stop_hubs_first(hubs: Callable[[], list[Hub]]) -> None:
+    """Make this process's exit signals stop *hubs* before gunicorn's handlers run."""
+    for signum in _EXIT_SIGNALS:
+        signal.signal(signum, _stop_then(hubs, signal.getsignal(signum)))
+
+
+class ThreadWorker(_GThreadWorker):  # type: ignore[misc]  # gunicorn ships no type hints
+    """gunicorn's gthread worker with sse_kit built in (see the module docstring).
+
+    Use it with ``gunicorn -k sse_kit.gunicorn.ThreadWorker``; no config file
+    and no hooks are needed (the hooks, if also configured, do nothing here).
+    """
+
+    sse_kit_hubs: list[Hub]
+
+    def init_signals(self) -> None:
+        """gunicorn's signal handlers, behind one that stops the hubs first."""
+        super().init_signals()
+        _stop_hubs_first(lambda: getattr(self, "sse_kit_hubs", []))
+
+    def load_wsgi(self) -> None:
+        """Load the app, start its hubs, and let its streams detach."""
+        super().load_wsgi()
+        self.sse_kit_hubs = find_hubs(self.wsgi)
+        if not self.sse_kit_hubs:
+            log.warning("sse_kit.gunicorn.ThreadWorker: the app declares no hub; nothing "
+                        "to start (see sse_kit.gunicorn.find_hubs)")
+        for hub in self.sse_kit_hubs:
+            hub.start()
+        self.wsgi: Any = _detaching_app(self, redact_queries=True)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """gunicorn's request handling; when the worker decides to leave
+        (``max_requests``), its hubs stop at once (no signal says so)."""
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            if not self.alive:
+                for hub in self.sse_kit_hubs:
+                    hub.stop(timeout=0)
+
+    def run(self) -> None:
+        """gunicorn's loop; then the hubs end every stream before the process exits."""
+        try:
+            super().run()
+        finally:
+            for hub in getattr(self, "sse_kit_hubs", []):
+                hub.stop(timeout=_STOP_TIMEOUT)
+
+
+def _start(worker: Any, hubs: list[Hub]) -> None:
+    for hub in hubs:
+        hub.start()
+    worker.sse_kit_hubs = hubs
+
+
 def post_fork(server: Any, worker: Any) -> None:
     """gunicorn hook: with ``preload_app``, start the preloaded app's hubs."""
+    if isinstance(worker, ThreadWorker):
+        return  # it starts them itself
     app = getattr(getattr(worker, "app", None), "callable", None)
     hubs = find_hubs(app) if app is not None else []
     if hubs:
@@ -136,16 +197,21 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """gunicorn hook: start the loaded app's hubs in this worker, and make the
-    worker's exit signals stop them first."""
+    """gunicorn hook: start the loaded app's hubs in this worker, make the
+    worker's exit signals stop them first, and, in a gthread worker, let its
+    streams detach after their first chunk."""
+    if isinstance(worker, ThreadWorker):
+        return  # it does all this itself
     hubs = getattr(worker, "sse_kit_hubs", None) or find_hubs(getattr(worker, "wsgi", None))
     if not hubs:
         log.warning("sse_kit.gunicorn: the app declares no hub; nothing to start")
         return
     _start(worker, hubs)
     # gunicorn installed its handlers in init_signals(), after post_fork: wrap them now.
-    for signum in _EXIT_SIGNALS:
-        signal.signal(signum, _stop_then(hubs, signal.getsignal(signum)))
+    _stop_hubs_first(lambda: hubs)
+    if type(worker) is _GThreadWorker:
+        # The access log is the logger_class's business here (AccessLogger).
+        worker.wsgi = _detaching_app(worker, redact_queries=False)
 
 
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
@@ -158,9 +224,9 @@ def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """gunicorn hook: stop this worker's hubs."""
+    """gunicorn hook: stop this worker's hubs (every stream gets its end)."""
     for hub in getattr(worker, "sse_kit_hubs", None) or []:
-        hub.stop()
+        hub.stop(timeout=_STOP_TIMEOUT)
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -205,23 +271,11 @@ def sizing(max_streams: int, *, other_requests: int = 8) -> dict[str, int]:
     return {"threads": threads, "worker_connections": max(1000, threads + other_requests)}
 
 
-def is_stream_request(environ: dict[str, Any], response_headers: Any = ()) -> bool:
-    """Whether a request went to an sse_kit endpoint (answered or refused), asked
-    for an event stream (``Accept`` names ``text/event-stream``, as ``EventSource``
-    always sends), or got one."""
-    if environ.get(ENVIRON_MARK) or "text/event-stream" in str(environ.get("HTTP_ACCEPT", "")):
-        return True
-    items = response_headers.items() if hasattr(response_headers, "items") else response_headers
-    return any(
-        str(name).lower() == "content-type" and str(value).startswith("text/event-stream")
-        for name, value in items
-    )
-
-
 class AccessLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hints
     """gunicorn's logger, minus the query strings of stream requests.
 
-    For a stream request (see :func:`is_stream_request`) the access-log atoms
+    For a stream request (see :func:`is_stream_request`, or a response of type
+    ``text/event-stream``) the access-log atoms
     ``%(r)s`` (request line), ``%(q)s`` (query string) and the environ atoms
     ``%({raw_uri}e)s``/``%({query_string}e)s`` show :data:`REDACTED` instead of
     the query string; every other request is logged as gunicorn would. Enable it

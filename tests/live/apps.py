@@ -78,8 +78,8 @@ def create_app() -> Flask:
 
     @app.get("/stats")
     def stats() -> ResponseReturnValue:
-        # "direct": streams whose events the hub thread writes itself right now.
-        direct = sum(c._direct is not None for c in hub.clients())
+        # "direct": streams whose socket the hub side owns (detached).
+        direct = sum(c.detached for c in hub.clients())
         return jsonify({**hub.stats(), "pid": os.getpid(), "ids": hub.get_client_ids(),
                         "direct": direct})
 

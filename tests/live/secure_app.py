@@ -55,6 +55,7 @@ def make_hub() -> Hub:
         write_timeout=_env("SSE_WRITE_TIMEOUT", 30.0, float),
         slow_client=_env("SSE_SLOW", None, str),
         retry=_env("SSE_RETRY", 3000),
+        fast_path=_env("SSE_FAST_PATH", 1) == 1,
     )
 
 

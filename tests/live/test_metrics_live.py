@@ -58,7 +58,11 @@ def test_a_scrape_adds_up_every_worker(gunicorn_server: Start, tmp_path: Path) -
     prom_dir.mkdir()
     server = gunicorn_server(
         APP, config=CONF, threads=80, workers=2, graceful_timeout=30,  # 60 streams fit one worker
-        env={"SSE_METRICS": "1", "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)},
+        # Parked streams (each holds a thread while it is open): a worker whose
+        # streams detach is never busy, so the kernel tends to hand every new
+        # connection to the same worker, and this test needs streams on both.
+        env={"SSE_METRICS": "1", "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
+             "SSE_FAST_PATH": "0"},
     )
     pids = server.wait_for_workers(2)
     raws: list[RawStream] = []
