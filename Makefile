@@ -42,9 +42,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check sse_kit tests bench
 	$(BIN)/mypy
 
+# `make demo DEMO_BIND=0.0.0.0:9000` serves it elsewhere.
+DEMO_BIND ?= 127.0.0.1:8000
+
 demo: $(STAMP)
-	$(BIN)/gunicorn -k gthread --threads 64 -w 1 -c sse_kit/demo/gunicorn_conf.py \
-		-b 127.0.0.1:8000 'sse_kit.demo.app:create_app()'
+	$(BIN)/gunicorn -k sse_kit.gunicorn.ThreadWorker --threads 8 -w 1 \
+		-c sse_kit/demo/gunicorn_conf.py -b $(DEMO_BIND) 'sse_kit.demo.app:create_app()'
 
 $(BENCH_STAMP): bench/requirements.txt setup.cfg pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)

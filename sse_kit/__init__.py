@@ -10,7 +10,14 @@ that lets every worker and host deliver every event).
 from __future__ import annotations
 
 from ._backplane import Backplane
-from ._client import Client, ClientOption, with_metadata, with_session_id, with_user_id
+from ._client import (
+    Client,
+    ClientLimits,
+    ClientOption,
+    with_metadata,
+    with_session_id,
+    with_user_id,
+)
 from ._component import Broadcaster, Component, Description, Health
 from ._cors import CORSPolicy
 from ._event import (
@@ -48,6 +55,7 @@ __all__ = [
     "Broadcaster",
     "CORSPolicy",
     "Client",
+    "ClientLimits",
     "ClientOption",
     "Component",
     "ConnectedEvent",

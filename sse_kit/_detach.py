@@ -133,11 +133,16 @@ def redact(environ: dict[str, Any]) -> None:
         environ["QUERY_STRING"] = REDACTED
 
 
-def detaching(app: WSGIApp, *, redact_queries: bool = True) -> WSGIApp:
-    """*app*, offering each stream that may detach the means to (see the module
-    docstring); with *redact_queries*, stream query strings stay out of the log."""
+class _Detaching:
+    """The WSGI app :func:`detaching` returns; other attributes are the app's."""
 
-    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __init__(self, app: WSGIApp, redact_queries: bool) -> None:
+        self.sse_kit_app = app
+        self._redact = redact_queries
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         resp = getattr(start_response, "__self__", None)
         sock = environ.get("gunicorn.socket")
         if (
@@ -147,10 +152,19 @@ def detaching(app: WSGIApp, *, redact_queries: bool = True) -> WSGIApp:
             and _plain_tcp(sock)
         ):
             environ[DETACH_KEY] = partial(_detach, resp, sock)
-        result = app(environ, start_response)
-        if redact_queries:
+        result = self.sse_kit_app(environ, start_response)
+        if self._redact:
             redact(environ)  # the app has read the query string by now
         return result
 
-    wrapped.sse_kit_app = app  # type: ignore[attr-defined]  # find_hubs looks through
-    return wrapped
+    def __getattr__(self, name: str) -> Any:
+        # Code that looks at gunicorn's worker.wsgi (app.extensions, a Flask
+        # app's config) sees the app it wraps.
+        return getattr(self.sse_kit_app, name)
+
+
+def detaching(app: WSGIApp, *, redact_queries: bool = True) -> WSGIApp:
+    """*app*, offering each stream that may detach the means to (see the module
+    docstring); with *redact_queries*, stream query strings stay out of the log.
+    The result has *app*'s attributes (``extensions``, ``sse_kit_hubs``, ...)."""
+    return _Detaching(app, redact_queries)

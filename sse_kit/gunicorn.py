@@ -255,9 +255,11 @@ def set_thread_stack_size(size: int = 256 * 1024) -> int:
 
 
 def sizing(max_streams: int, *, other_requests: int = 8) -> dict[str, int]:
-    """gthread settings for a worker that serves *max_streams* streams at once.
+    """gthread settings for a worker that serves *max_streams* parked streams at once.
 
-    Every open stream holds one worker thread, so ``threads`` must cover the
+    Where streams cannot detach (see ``docs/deployment.md``: TLS in gunicorn,
+    HTTP/1.0, ``Hub(fast_path=False)``) every open stream holds one worker
+    thread, so ``threads`` must cover the
     streams plus the threads ordinary routes need; gthread stops accepting
     connections beyond ``worker_connections`` (default 1000), so it must be at
     least ``threads``. Give the hub ``max_clients=max_streams`` so that stream

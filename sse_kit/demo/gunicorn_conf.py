@@ -1,12 +1,14 @@
-"""gunicorn settings for ``make demo``: sse_kit's per-worker hooks, plus the demo's threads.
+"""gunicorn settings for ``make demo``: the demo's ticker thread, per worker.
 
 ``make demo`` runs::
 
-    gunicorn -k gthread --threads 64 -w 1 -c sse_kit/demo/gunicorn_conf.py \\
-        -b 127.0.0.1:8000 'sse_kit.demo.app:create_app()'
+    gunicorn -k sse_kit.gunicorn.ThreadWorker --threads 8 -w 1 \\
+        -c sse_kit/demo/gunicorn_conf.py -b 127.0.0.1:8000 'sse_kit.demo.app:create_app()'
 
-The hooks are :mod:`sse_kit.gunicorn`'s (see docs/deployment.md); this file only
-adds the demo's ticker to ``post_worker_init`` and stops it in ``worker_exit``.
+The worker class starts the hub (see docs/deployment.md); this file only adds the
+demo's ticker to ``post_worker_init`` and stops it in ``worker_exit``. It also
+works with ``-k gthread``: sse_kit's hooks, called here, then start the hub (they
+do nothing under the worker class, which has done it already).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from sse_kit.gunicorn import worker_exit as _stop_hubs
 
 __all__ = ["post_fork", "post_request", "post_worker_init", "worker_exit"]
 
-worker_class = "gthread"
 # One process: without a backplane a hub reaches only its own worker's clients.
 workers = 1
 
