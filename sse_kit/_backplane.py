@@ -32,6 +32,7 @@ from ._event import encode_reset
 from ._history import RESET_MALFORMED, Resume, StreamHistory, StreamKey, parse_stream_id
 from ._patterns import Pattern, compile_pattern
 from ._stats import Counters
+from ._wire import with_id
 
 if TYPE_CHECKING:
     from ._router import _Registration
@@ -108,11 +109,6 @@ class Backplane(Protocol):
         ...
 
 
-def stream_frame(event_id: str, body: bytes) -> bytes:
-    """An event as streamed: its ``id:`` line, then the body encoded once."""
-    return b"id: " + event_id.encode("ascii") + b"\n" + body
-
-
 class _Catchup:
     """A resume being read from the log: what the hub thread holds meanwhile."""
 
@@ -179,7 +175,7 @@ class _Link:
             if history.known and key <= history.last_key:
                 continue  # already routed (cannot happen with one reader; be safe)
             pattern = compile_pattern(pattern_text)
-            frame = stream_frame(event_id, body)
+            frame = with_id(event_id, body)
             history.append(key, pattern, frame)
             matched = index_match(pattern)
             if catchups:
@@ -258,7 +254,7 @@ class _Link:
             for event_id, key, pattern, body in replay.entries:
                 catchup.threshold = max(catchup.threshold, key)
                 if compile_pattern(pattern).matches(client_id):
-                    frames.append(stream_frame(event_id, body))
+                    frames.append(with_id(event_id, body))
             reg.resume = Resume(frames=tuple(frames))
             self.counters.add_many(resumed=1, replayed=len(frames))
         finally:

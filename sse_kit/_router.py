@@ -19,6 +19,7 @@ from ._exceptions import HubFull
 from ._history import NO_RESUME, History, StreamHistory
 from ._patterns import ClientIndex, compile_pattern
 from ._stats import Counters
+from ._wire import with_id
 
 __all__ = ["Router", "_Registration", "signal"]
 
@@ -105,7 +106,7 @@ class Router:
         frames = []
         for body in bodies:
             seq, event_id = history.next_id()
-            frame = b"id: " + event_id.encode("ascii") + b"\n" + body
+            frame = with_id(event_id, body)
             history.append(seq, pattern, frame)
             frames.append(frame)
         self.counters.add("published", len(frames))

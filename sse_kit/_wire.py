@@ -40,6 +40,7 @@ __all__ = [
     "validate_event",
     "validate_id",
     "validate_retry",
+    "with_id",
 ]
 
 # HTTP/1.1's last-chunk (RFC 9112 section 7.1): the end of a chunked body.
@@ -165,6 +166,15 @@ def encode_id_line(id: str) -> bytes:
     :raises ValueError: if *id* holds CR, LF, NUL or a lone surrogate.
     """
     return f"id: {_check_name('id', id)}\n".encode()
+
+
+def with_id(event_id: str, body: bytes) -> bytes:
+    """An event as streamed: ``id: <event_id>`` then *body* (from :func:`encode_fields`,
+    without an ID). The one place a broadcast's frame is built (the hub's history
+    and the backplane's both use it). *event_id* is one the hub or the backplane
+    made (ASCII, no CR/LF/NUL), so it is not checked again here; user input goes
+    through :func:`encode_id_line`."""
+    return b"id: " + event_id.encode("ascii") + b"\n" + body
 
 
 def encode_comment(text: str) -> bytes:
