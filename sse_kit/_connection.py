@@ -158,13 +158,14 @@ class Stream:
     def _detached(self, detach: Detach) -> bool:
         """Hand the connection to the hub's outlet; False if it stays with this
         thread (the server could not detach it, or the stream already ended)."""
-        client, hub = self._client, self._hub
-        if client.closed or not hub.running:
-            return False  # end it here, as the server expects
+        client = self._client
+        outlet = None if client.closed else self._hub._outlet()
+        if outlet is None:
+            return False  # ended, or the hub stopped: end it here, as the server expects
         sock = detach()
         if sock is None:
             return False
-        hub._outlet().adopt(
+        outlet.adopt(
             client, sock, expires=self._expires, events=self._events, body_bytes=self._bytes,
             opened=self._opened)
         # The outlet owns the stream now: it logs its end and unregisters it.

@@ -271,9 +271,12 @@ class Hub:
         # the first stream that detaches, closed when the hub stops.
         self._outlet_now: Outlet | None = None
 
-    def _outlet(self) -> Outlet:
-        """The outlet detached streams are handed to; started on first use."""
+    def _outlet(self) -> Outlet | None:
+        """The outlet detached streams are handed to, started on first use;
+        ``None`` once the hub is not running (a stream then stays parked)."""
         with self._state_lock:
+            if not self._is_running():
+                return None
             if self._outlet_now is None:
                 self._outlet_now = Outlet(self)
             return self._outlet_now

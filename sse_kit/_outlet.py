@@ -59,6 +59,7 @@ from ._client import (
     ENDED,
     EXPIRED,
     GONE,
+    SHUTDOWN,
     SLOW,
     TIMED_OUT,
     WRITTEN,
@@ -105,7 +106,7 @@ class OwnedSocket:
     __slots__ = (
         "_outlet", "_policy", "_sock", "_tail", "_tail_events", "body_bytes", "client",
         "closing_since", "events", "expires", "fd", "last_write", "max_bytes", "max_events",
-        "opened", "peer_gone", "registered", "stalled_since",
+        "opened", "peer_gone", "registered",
     )
 
     def __init__(
@@ -130,7 +131,6 @@ class OwnedSocket:
         self.max_events = limits.max_events
         self._tail = bytearray()  # framed bytes the kernel has not taken yet
         self._tail_events = 0
-        self.stalled_since = 0.0  # when the tail last started to grow from empty
         self.last_write = time.monotonic()  # the first chunk was just written
         self.expires = expires
         self.events = events
@@ -184,7 +184,6 @@ class OwnedSocket:
             return WRITTEN
         tail += chunk[sent:]
         self._tail_events = events
-        self.stalled_since = time.monotonic()
         self._outlet.post(self)  # watch for writability
         return DEFERRED
 
@@ -195,7 +194,7 @@ class OwnedSocket:
             self._tail += frame_chunk(b"".join(frames))
             self._tail_events = len(frames)
             self.events += len(frames)
-            self.stalled_since = time.monotonic()
+            self.body_bytes += len(self._tail)
 
     def flush(self) -> bool:
         """Write as much of the tail as the kernel takes; True when it is empty.
@@ -280,6 +279,10 @@ class Outlet:
         self._awake = False
         self._sinks: dict[int, OwnedSocket] = {}  # by descriptor; outlet thread only
         self._ending: set[OwnedSocket] = set()  # ending, tail not yet flushed
+        # _lock guards _closed: adopt() hands a socket over only while the
+        # outlet is open, so none arrives after the thread has finished.
+        # Held briefly, never while waiting; adopt() takes a client's lock under it.
+        self._lock = threading.Lock()
         self._closed = False  # set by close(); the thread ends once every socket is closed
         self._thread = threading.Thread(target=self._run, name="sse_kit-outlet", daemon=True)
         self._thread.start()
@@ -289,13 +292,26 @@ class Outlet:
     def adopt(self, client: Client, sock: socket.socket, *, expires: float | None,
               events: int, body_bytes: int, opened: float) -> OwnedSocket:
         """Make *sock* the detached connection of *client*; from now on every
-        event for *client* is written to it by the hub side."""
+        event for *client* is written to it by the hub side. If the outlet has
+        closed meanwhile (the hub stopped, which ended the client), the stream's
+        end is written here and the socket closed."""
         sock.setblocking(False)
         sink = OwnedSocket(self, client, sock, expires=expires, events=events,
                            body_bytes=body_bytes, opened=opened)
-        client._detach_to(sink)  # takes the outbox over, under the client's lock
-        self._hub.counters.add("detached")
-        self.post(sink)
+        with self._lock:
+            client._detach_to(sink)  # takes the outbox over, under the client's lock
+            if not self._closed:
+                self._hub.counters.add("detached")
+                self.post(sink)
+                return sink
+        # Too late for the outlet thread: end it in this (the request's) thread,
+        # without waiting for a slow peer.
+        client._finish(SHUTDOWN)
+        with client._lock:
+            sink.finish(client.end_reason or SHUTDOWN, self._hub.shutdown_retry)
+            sink.flush()
+            sink.close()
+        self._hub.unregister(client)
         return sink
 
     def post(self, sink: OwnedSocket) -> None:
@@ -310,7 +326,8 @@ class Outlet:
         """End the outlet: every stream is written its end (the hub has ended
         them), lingering at most :data:`LINGER` seconds; waits up to *timeout*
         seconds for the thread."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
         self._awake = False
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
@@ -339,6 +356,7 @@ class Outlet:
                 if self._posted:  # posted while this thread was busy
                     self._take_posted()
                 if self._closed:
+                    self._take_posted()  # adopted before close(): end those too
                     self._end_all()
                     if not self._sinks:
                         break
@@ -451,6 +469,13 @@ class Outlet:
                 continue
             if client.end_reason is not None:
                 continue  # its end is posted
+            if sink.expires is not None and now >= sink.expires:
+                # After the tail, as on the parked path: a reader that is behind expires too.
+                if client._finish(EXPIRED):
+                    hub.counters.add("expired")
+                    log.info("sse_kit: client %r reached max_age; it resumes on reconnect",
+                             client.id)
+                continue
             if sink.tail_size:
                 if write_timeout is not None and now - sink.last_write >= write_timeout:
                     hub.counters.add("write_timeouts")
@@ -460,12 +485,6 @@ class Outlet:
                     sink.peer_gone = True  # do not wait on it any longer
                     client._finish(TIMED_OUT)
                     self._close(sink)
-                continue
-            if sink.expires is not None and now >= sink.expires:
-                if client._finish(EXPIRED):
-                    hub.counters.add("expired")
-                    log.info("sse_kit: client %r reached max_age; it resumes on reconnect",
-                             client.id)
                 continue
             if now - sink.last_write >= interval:
                 if keepalive is None:
