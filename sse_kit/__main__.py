@@ -4,7 +4,11 @@
 
     python -m sse_kit publish --redis redis://localhost:6379/0 'job:7:*' '{"done": 1}' --event done
 
-prints the event's ID. Exit status: 0 published, 1 Redis unreachable, 2 bad arguments.
+prints the event's ID, and on stderr where it went (the Redis server and the
+stream key), with a warning when that key did not exist before: hubs follow the
+key their ``RedisBackplane(stream=...)`` names, and an event appended under
+another one reaches nobody. Exit status: 0 published, 1 Redis unreachable, 2 bad
+arguments.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate_pattern(args.pattern)
         body = encode_fields(data_to_text(data), event=args.event or None)
         with RedisBackplane(args.redis, stream=args.stream, timeout=args.timeout) as backplane:
+            existed = backplane.stream_exists()
             event_id = backplane.publish(args.pattern, body)
     except BackplaneUnavailable as exc:
         print(f"python -m sse_kit publish: {exc}", file=sys.stderr)
@@ -62,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m sse_kit publish: {exc}", file=sys.stderr)
         return 2
     print(event_id)
+    where = args.redis.split("@")[-1]  # no password on the terminal
+    print(f"published to stream {args.stream!r} at {where}", file=sys.stderr)
+    if not existed:
+        print(f"python -m sse_kit publish: warning: stream {args.stream!r} did not exist "
+              "before this event: it is the first ever published there, or no hub follows "
+              "that name. Hubs read the stream their RedisBackplane(stream=...) names "
+              "(default 'sse_kit'); check --stream.", file=sys.stderr)
     return 0
 
 

@@ -131,9 +131,9 @@ class Client:
     # a compact object is fewer cache lines (and less memory per idle stream).
     # The five the fast path touches come first, so they share one cache line.
     __slots__ = (
-        "__weakref__", "_buffer", "_bytes", "_end", "_frames", "_id", "_lock", "_max_bytes",
-        "_max_event_size", "_metadata", "_policy", "_probe", "_session_id", "_sink",
-        "_user_id", "_waiting", "_wake", "last_event_id",
+        "__weakref__", "_buffer", "_bytes", "_end", "_frames", "_id", "_json_default", "_lock",
+        "_max_bytes", "_max_event_size", "_metadata", "_policy", "_probe", "_session_id",
+        "_sink", "_user_id", "_waiting", "_wake", "last_event_id",
     )
 
     def __init__(
@@ -197,6 +197,7 @@ class Client:
         self._policy: SlowClientPolicy = DROP
         self._max_bytes: int | None = None  # the hub's client_buffer_bytes
         self._max_event_size: int | None = None  # the hub's max_event_size
+        self._json_default: Callable[[Any], Any] | None = None  # the hub's json_default
         # Where the server exposes the socket (_watch_peer): False once the peer
         # is known to be gone (see sse_kit._socket). Never blocks.
         self._probe: Callable[[], bool] | None = None
@@ -262,7 +263,7 @@ class Client:
         :raises EventTooLarge: if the encoded event exceeds the hub's ``max_event_size``.
         :raises TypeError: if *data* is not str, bytes, dict or list.
         """
-        frame = encode_fields(data_to_text(data), event=event)
+        frame = encode_fields(data_to_text(data, self._json_default), event=event)
         if self._max_event_size is not None and len(frame) > self._max_event_size:
             raise EventTooLarge(
                 f"the encoded event is {len(frame)} bytes; max_event_size is "
@@ -277,12 +278,15 @@ class Client:
     # -- used by the hub and the stream ------------------------------------------
 
     def _configure(
-        self, policy: SlowClientPolicy, max_bytes: int | None, max_event_size: int | None
+        self, policy: SlowClientPolicy, max_bytes: int | None, max_event_size: int | None,
+        json_default: Callable[[Any], Any] | None = None,
     ) -> None:
-        """The hub's limits for this client; set on register, before any offer."""
+        """The hub's limits (and JSON default) for this client; set on register,
+        before any offer."""
         self._policy = policy
         self._max_bytes = max_bytes
         self._max_event_size = max_event_size
+        self._json_default = json_default
 
     def _watch_peer(self, probe: Callable[[], bool] | None) -> None:
         """Where the server exposes the socket: *probe* says (never blocking)

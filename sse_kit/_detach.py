@@ -43,6 +43,7 @@ from typing import Any, Final
 
 from gunicorn.http.wsgi import Response  # type: ignore[import-untyped]
 
+from ._advice import PARKED_KEY, SERVER_KEY
 from ._connection import DETACH_KEY
 from ._wsgi import ENVIRON_MARK
 
@@ -84,6 +85,23 @@ def _plain_tcp(sock: object) -> bool:
                                                                     socket.AF_INET6)
     except OSError:
         return False
+
+
+def _cannot_detach(environ: Mapping[str, Any], resp: object, sock: object) -> str | None:
+    """Why a stream of this request could not detach (for the advice its first
+    parked stream logs), or ``None`` if it can."""
+    protocol = str(environ.get("SERVER_PROTOCOL", ""))
+    if protocol.startswith("HTTP/2"):
+        return "HTTP/2"
+    if protocol != "HTTP/1.1":
+        return f"{protocol or 'an unknown protocol'} (no chunked encoding)"
+    if isinstance(sock, ssl.SSLSocket):
+        return "TLS terminated by gunicorn itself (certfile)"
+    if type(resp) is not Response:
+        return f"gunicorn's {type(resp).__name__} responses"
+    if not isinstance(sock, socket.socket) or not _plain_tcp(sock):
+        return "a socket that is not plain TCP"
+    return None
 
 
 def _detach(resp: Any, sock: socket.socket) -> socket.socket | None:
@@ -145,13 +163,12 @@ class _Detaching:
     ) -> Iterable[bytes]:
         resp = getattr(start_response, "__self__", None)
         sock = environ.get("gunicorn.socket")
-        if (
-            type(resp) is Response
-            and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
-            and isinstance(sock, socket.socket)
-            and _plain_tcp(sock)
-        ):
+        environ[SERVER_KEY] = "sse_kit.gunicorn"
+        why = _cannot_detach(environ, resp, sock)
+        if why is None and isinstance(sock, socket.socket):
             environ[DETACH_KEY] = partial(_detach, resp, sock)
+        else:
+            environ[PARKED_KEY] = why
         result = self.sse_kit_app(environ, start_response)
         if self._redact:
             redact(environ)  # the app has read the query string by now

@@ -41,8 +41,9 @@ class EventTooLarge(SSEKitError, ValueError):
 
 
 class HubNotRunning(SSEKitError, RuntimeError):
-    """Raised when a client is registered or an event is broadcast while the hub
-    thread is not running (never started, stopped, or lost to a ``fork()``)."""
+    """Raised when a client is registered or an event is broadcast on a hub that
+    was stopped in this process (:meth:`Hub.stop`, or a worker shutting down).
+    A hub that never ran in this process starts itself instead."""
 
 
 class HubFull(SSEKitError, RuntimeError):

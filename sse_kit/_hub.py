@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+from ._advice import Advisor
 from ._backplane import Backplane, BackplaneReader, Feed
 from ._client import CLOSED, DISCONNECT, DROP, KICKED, Client, SlowClientPolicy
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
@@ -173,10 +174,16 @@ class Hub:
     :param backplane: a shared log every hub follows (:class:`sse_kit.redis.RedisBackplane`)
         so that a broadcast reaches the clients of every worker and host; event IDs
         are then the log's, and a resume the history cannot serve is read from it.
-    :param fast_path: let the hub thread write events straight to the sockets
-        of streams served by a gunicorn gthread (or sync) worker over plain
-        HTTP/1.1, when :mod:`sse_kit.gunicorn`'s hooks started the hub (see
-        ``docs/performance.md``); ``False`` always uses the portable queue path.
+    :param fast_path: let streams detach: under :class:`sse_kit.gunicorn.ThreadWorker`
+        (or gthread with :mod:`sse_kit.gunicorn`'s hooks), over plain HTTP/1.1, a
+        stream's socket passes to the hub side after its first chunk and holds no
+        worker thread (see ``docs/performance.md``); ``False``: every stream
+        holds its server thread (the parked path).
+    :param json_default: called with each value inside event data (a ``dict`` or
+        ``list``) that JSON has no type for (a ``datetime``, a ``Decimal``, a
+        dataclass); returns something JSON can encode, or raises ``TypeError``
+        (``json.dumps``'s ``default``). Used by :meth:`broadcast_to_pattern` and
+        :meth:`Client.send`. ``None``: such a value raises ``TypeError``.
     :raises ValueError: if any argument is out of range; the message names it.
     """
 
@@ -198,6 +205,7 @@ class Hub:
         write_timeout: float | None = 30.0,
         backplane: Backplane | None = None,
         fast_path: bool = True,
+        json_default: Callable[[Any], Any] | None = None,
     ) -> None:
         _check_int("client_buffer", client_buffer, 1)
         _check_seconds("keepalive_interval", keepalive_interval)
@@ -238,7 +246,12 @@ class Hub:
         self.write_timeout = None if write_timeout is None else float(write_timeout)
         self.backplane = backplane
         self.fast_path = fast_path
+        if json_default is not None and not callable(json_default):
+            raise TypeError(
+                f"json_default must be callable or None, not {type(json_default).__name__}")
+        self.json_default = json_default
         self.counters = Counters()
+        self._advisor = Advisor(self.counters)  # once per process: never reset
         # _state_lock guards starting and the end of run(): _thread, _pid,
         # _running, and creating _outlet_now. Never held while waiting for the
         # hub thread. stop() does not take it, so that a signal handler may call stop().
@@ -246,6 +259,11 @@ class Hub:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._running = False
+        # The process in which stop() was called: the hub does not start itself
+        # again there (a worker shutting down must not serve new streams).
+        self._halted_pid = 0
+        # Called after each start in a process (see on_start); appended to only.
+        self._on_start: list[Callable[[Hub], None]] = []
         self._stopped = threading.Event()  # set while no hub thread runs
         self._stopped.set()
         self._reset()
@@ -263,6 +281,7 @@ class Hub:
             max_clients_per_id=self.max_clients_per_id,
             client_buffer_bytes=self.client_buffer_bytes,
             max_event_size=self.max_event_size,
+            json_default=self.json_default,
             backplane=self.backplane,
             on_resumed=lambda catchup: inbox.put((_RESUMED, catchup, None)),
         )
@@ -286,7 +305,11 @@ class Hub:
     def start(self) -> Hub:
         """Run the hub in a daemon thread named ``sse_kit-hub``; idempotent.
 
-        After a ``fork()`` (gunicorn workers) the child starts its own thread.
+        You rarely need to call it: a hub starts itself on first use (the first
+        stream or broadcast) in the process that uses it, and sse_kit's gunicorn
+        worker class starts it in each worker. After a ``fork()`` (gunicorn
+        workers) the child starts its own thread. Then the :meth:`on_start`
+        callbacks run, in this thread.
 
         :returns: this hub, so ``hub = Hub().start()`` works.
         """
@@ -295,9 +318,60 @@ class Hub:
                 return self
             thread = threading.Thread(target=self._loop, name="sse_kit-hub", daemon=True)
             self._begin(thread)
+            self._halted_pid = 0
         self._start_reader()  # before the hub thread: its position is the first command
         thread.start()
+        self._run_on_start(list(self._on_start))
         return self
+
+    def on_start(self, callback: Callable[[Hub], None]) -> Callable[[Hub], None]:
+        """Call *callback(hub)* each time this hub starts in a process: once per
+        gunicorn worker, after its hub runs (now, if it already runs here).
+
+        The home of background publishers (a ticker, a queue consumer): start
+        their thread from *callback*, so that it runs in every worker, after the
+        fork, and its first broadcast finds the hub running. Usable as a decorator.
+
+        :returns: *callback*.
+        :raises TypeError: if *callback* is not callable.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        with self._state_lock:
+            self._on_start.append(callback)
+            now = self._is_running()
+        if now:
+            self._run_on_start([callback])
+        return callback
+
+    def advise_once(self, key: str, level: int, message: str, *args: Any) -> bool:
+        """Log *message* (``%``-style *args*) at *level* on the ``sse_kit`` logger,
+        unless this hub already said *key* in this process; a WARNING is counted
+        in ``stats()["misconfigured"]``. For adapters (sse_kit's own, or yours)
+        that spot a setup costing streams or events: say it once, with the fix.
+
+        :returns: whether it was logged now.
+        """
+        return self._advisor.once(key, level, message, *args)
+
+    def _run_on_start(self, callbacks: list[Callable[[Hub], None]]) -> None:
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:  # one failing callback must not stop the others
+                log.exception("sse_kit: on_start callback %r failed", callback)
+
+    def _ensure_running(self, what: str) -> None:
+        """Start the hub on first use; raise if it was stopped in this process."""
+        if self._is_running():
+            return
+        if self._halted_pid == os.getpid():
+            raise HubNotRunning(
+                f"{what} on a hub that was stopped in this process (hub.stop(), or the "
+                "worker is shutting down); call hub.start() to run it again"
+            )
+        self.start()
+        log.info("sse_kit: hub started on first use (pid %d)", os.getpid())
 
     def run(self) -> None:
         """Route events in the calling thread until :meth:`stop` is called.
@@ -308,7 +382,9 @@ class Hub:
             if self._running and self._pid == os.getpid():
                 raise RuntimeError("this hub is already running")
             self._begin(threading.current_thread())
+            self._halted_pid = 0
         self._start_reader()
+        self._run_on_start(list(self._on_start))  # what they broadcast waits in the inbox
         self._loop()
 
     def _begin(self, thread: threading.Thread) -> None:
@@ -409,6 +485,7 @@ class Hub:
         """
         if self._pid != os.getpid():
             return  # never started in this process
+        self._halted_pid = os.getpid()
         if self._running:
             self._inbox.put((_STOP, None, None))
         # Also when a stop is already under way (a signal handler asked first):
@@ -451,12 +528,13 @@ class Hub:
         :raises ValueError: if *event* contains CR, LF or NUL, or bytes are not UTF-8.
         :raises EventTooLarge: if the encoded event is larger than ``max_event_size``.
         :raises TypeError: if *data* is of another type.
-        :raises HubNotRunning: if the hub thread is not running (without a backplane).
+        :raises HubNotRunning: if the hub was stopped in this process (without a
+            backplane); a hub that never ran starts here.
         :raises BackplaneUnavailable: if the backplane cannot be reached in time;
             the event was not published (unless only the answer timed out).
         """
         validate_pattern(pattern)
-        body = encode_fields(data_to_text(data), event=event)
+        body = encode_fields(data_to_text(data, self.json_default), event=event)
         if len(body) > self.max_event_size:
             self.counters.add("too_large")
             log.warning("sse_kit: refused a %d-byte event for %r (max_event_size=%d)",
@@ -467,8 +545,7 @@ class Hub:
         if self.backplane is not None:
             self._publish_to_backplane(pattern, body)
             return
-        if not self.running:
-            raise HubNotRunning("broadcast_to_pattern() on a hub that is not running; call start()")
+        self._ensure_running("broadcast_to_pattern()")
         self._inbox.put((_PUBLISH, pattern, body))
 
     def _publish_to_backplane(self, pattern: str, body: bytes) -> None:
@@ -488,19 +565,21 @@ class Hub:
         :raises HubFull: if ``max_clients`` streams are already open, or
             ``max_clients_per_id`` with the client's ID (the new one is refused).
         :raises TypeError: if *client* is not a :class:`Client`.
-        :raises HubNotRunning: if the hub thread is not running.
+        :raises HubNotRunning: if the hub was stopped in this process; a hub that
+            never ran starts here.
         """
         self._register(client)
 
     def _register(self, client: Client) -> _Registration:
         _check_client(client)
         reg = _Registration(client)
-        if not self.running:
-            raise HubNotRunning("register() on a hub that is not running; call start()")
+        self._ensure_running("a new stream")
         self._inbox.put((_REGISTER, reg, None))
         while not reg.done.acquire(True, _POLL):
             if not self._is_running():
-                raise HubNotRunning("the hub stopped before the client was registered")
+                raise HubNotRunning(
+                    "the hub stopped before the stream was registered (hub.stop(), or the "
+                    "worker is shutting down)")
         if reg.error is not None:
             raise reg.error
         if reg.catchup is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from ._backplane import Backplane, _Catchup, _Link
 from ._client import CLOSED, SHUTDOWN, Client, SlowClientPolicy, deliver
@@ -79,6 +79,7 @@ class Router:
         max_clients_per_id: int | None,
         client_buffer_bytes: int,
         max_event_size: int,
+        json_default: Callable[[Any], Any] | None,
         backplane: Backplane | None,
         on_resumed: Callable[[_Catchup], None],
     ) -> None:
@@ -91,6 +92,7 @@ class Router:
         self._max_clients_per_id = max_clients_per_id
         self._client_buffer_bytes = client_buffer_bytes
         self._max_event_size = max_event_size
+        self._json_default = json_default
         self.link: _Link | None = None
         if backplane is not None:
             stream_history = StreamHistory(size=history_size, ttl=history_ttl)
@@ -110,21 +112,28 @@ class Router:
             history.append(seq, pattern, frame)
             frames.append(frame)
         self.counters.add("published", len(frames))
-        self.route_batch(self.index.match(pattern), frames)
+        if not self.route_batch(self.index.match(pattern), frames):
+            # Often fine (nobody listens yet), sometimes a pattern that can never
+            # match (job:7:* for clients named user:42): countable, and visible at DEBUG.
+            self.counters.add("unmatched", len(frames))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("sse_kit: a broadcast to %r matched no stream", pattern_text)
 
     def route(self, clients: Iterable[Client], frame: bytes) -> None:
         """Offer *frame* to *clients*; count the outcome."""
         self.route_batch(clients, (frame,))
 
-    def route_batch(self, clients: Iterable[Client], frames: Sequence[bytes]) -> None:
+    def route_batch(self, clients: Iterable[Client], frames: Sequence[bytes]) -> bool:
         """Offer *frames* (oldest first) to *clients*; count the outcome (a slow cut
-        is logged by its stream: no logging I/O on the hub thread)."""
+        is logged by its stream: no logging I/O on the hub thread). Returns whether
+        any open stream was offered them."""
         fast, queued, deferred, dropped, cut = deliver(clients, frames)
         self.counters.add_many(
             delivered=fast + queued + deferred, fast_writes=fast,
             queued_writes=queued + deferred, fast_would_block=deferred,
             dropped=dropped, slow_disconnects=cut,
         )
+        return bool(fast or queued or deferred or dropped or cut)
 
     # -- clients ----------------------------------------------------------------
 
@@ -135,7 +144,8 @@ class Router:
         if self._refused(reg):
             reg.done.release()
             return
-        client._configure(self._slow_client, self._client_buffer_bytes, self._max_event_size)
+        client._configure(self._slow_client, self._client_buffer_bytes, self._max_event_size,
+                          self._json_default)
         reg.position = history.last_id
         if self.link is not None:
             self.link.register(reg)

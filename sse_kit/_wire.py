@@ -20,7 +20,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -100,12 +100,15 @@ def validate_data(data: object) -> None:
         )
 
 
-def data_to_text(data: object) -> str:
+def data_to_text(data: object, json_default: Callable[[Any], Any] | None = None) -> str:
     """Turn event data into the text sent in its ``data:`` lines.
 
     ``str`` is sent as is, bytes-like data must be UTF-8 (the spec allows no other
     encoding), and a mapping or sequence is sent as compact JSON (no NaN or
-    infinity, which ``JSON.parse`` rejects).
+    infinity, which ``JSON.parse`` rejects). Inside it, a value JSON has no type
+    for (a ``datetime``, a ``Decimal``, a dataclass) is given to *json_default*,
+    which returns something JSON can encode or raises ``TypeError``
+    (``json.dumps``'s ``default``).
 
     :raises ValueError: if bytes are not UTF-8, or JSON finds a circular reference
         or a non-finite float.
@@ -126,7 +129,8 @@ def data_to_text(data: object) -> str:
     kind = type(data).__name__
     try:
         return json.dumps(
-            data, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_to_json
+            data, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+            default=_to_json if json_default is None else _chain(json_default),
         )
     except TypeError as exc:
         raise TypeError(f"event data ({kind}) is not JSON-serialisable: {exc}") from exc
@@ -244,6 +248,15 @@ def _encode_lines(prefix: str, field: str, text: object) -> bytes:
             f"{field} must be encodable as UTF-8; U+{ord(bad.group()):04X} at offset "
             f"{bad.start()} is a lone surrogate"
         ) from None
+
+
+def _chain(json_default: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def default(value: object) -> object:
+        if isinstance(value, (Mapping, Sequence)) and not isinstance(value, _BYTES_LIKE):
+            return _to_json(value)
+        return json_default(value)
+
+    return default
 
 
 def _to_json(value: object) -> object:

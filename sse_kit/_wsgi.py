@@ -11,6 +11,7 @@ from werkzeug.datastructures import Headers, MIMEAccept
 from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Request, Response
 
+from ._advice import parked_advice
 from ._client import Client, ClientOption
 from ._connection import DETACH_KEY, Stream
 from ._cors import CORSPolicy
@@ -158,7 +159,8 @@ def serve_sse(
         than GET, ``406`` when ``Accept`` excludes ``text/event-stream``, ``403``
         for an origin *cors* does not allow, ``429`` with ``Retry-After`` when the
         client ID has ``max_clients_per_id`` streams, ``503`` with ``Retry-After``
-        when the hub is full or not running. Each refusal is one line of text.
+        when the hub is full or was stopped (the worker is shutting down). A hub
+        that never ran starts here. Each refusal is one line of text.
     :raises TypeError: if *hub* is not a :class:`Hub`, *request_or_environ* is
         neither a request nor a mapping, or *client_id* is not a ``str``.
     :raises ValueError: if *client_id* is empty.
@@ -200,11 +202,14 @@ def serve_sse(
         return with_cors(_refuse(status, str(exc), **{"Retry-After": retry_after}), environ, cors)
     except HubNotRunning as exc:
         log.error("sse_kit: refused client %r: %s", client_id, exc)
-        refusal = _refuse(503, "the event hub is not running", **{"Retry-After": retry_after})
+        refusal = _refuse(503, "the event hub is shutting down", **{"Retry-After": retry_after})
         return with_cors(refusal, environ, cors)
     # The server's offer to hand the connection over after the first chunk
     # (sse_kit.gunicorn puts it there), unless the hub says never.
     detach = environ.get(DETACH_KEY) if hub.fast_path else None
+    if detach is None:  # this stream will hold its thread: say why, once, with the fix
+        hub.counters.add("parked")
+        hub.advise_once(*parked_advice(environ, hub.fast_path))
     try:
         stream = Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), detach=detach)
     except BaseException:  # e.g. metadata that cannot be sent: do not leak the registration

@@ -74,7 +74,9 @@ class SSEKitExtension:
 
 
 def _one_line(text: object, default: str) -> str:
-    line = " ".join(str(text or "").split())[:_MAX_REASON]
+    line = " ".join(str(text or "").split())
+    if len(line) > _MAX_REASON:  # cut at a word, and say so
+        line = line[: _MAX_REASON - 3].rsplit(" ", 1)[0] + "..."
     return line or default
 
 

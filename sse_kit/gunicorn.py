@@ -58,6 +58,7 @@ from gunicorn.workers.gthread import (  # type: ignore[import-untyped]
     ThreadWorker as _GThreadWorker,
 )
 
+from ._advice import log_through_gunicorn
 from ._detach import REDACTED, detaching, is_stream_request, layout_problem
 from ._hub import Hub
 
@@ -157,8 +158,7 @@ class ThreadWorker(_GThreadWorker):  # type: ignore[misc]  # gunicorn ships no t
         if not self.sse_kit_hubs:
             log.warning("sse_kit.gunicorn.ThreadWorker: the app declares no hub; nothing "
                         "to start (see sse_kit.gunicorn.find_hubs)")
-        for hub in self.sse_kit_hubs:
-            hub.start()
+        _start(self, self.sse_kit_hubs)
         self.wsgi: Any = _detaching_app(self, redact_queries=True)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
@@ -181,9 +181,26 @@ class ThreadWorker(_GThreadWorker):  # type: ignore[misc]  # gunicorn ships no t
 
 
 def _start(worker: Any, hubs: list[Hub]) -> None:
+    """Start *hubs* in *worker*, with sse_kit's log lines in gunicorn's error log
+    and, in the first worker, the advice a multi-worker setup needs."""
+    log_through_gunicorn()
     for hub in hubs:
         hub.start()
     worker.sse_kit_hubs = hubs
+    workers = getattr(getattr(worker, "cfg", None), "workers", 1)
+    if isinstance(workers, int) and workers > 1 and getattr(worker, "age", 1) == 1:
+        for hub in hubs:
+            if hub.backplane is None:
+                hub.advise_once(
+                    "workers_without_backplane", logging.WARNING,
+                    "sse_kit: %d workers and no backplane: each worker has its own hub, so "
+                    "a broadcast reaches only the streams of the worker that made it, and a "
+                    "browser that reconnects to another worker cannot resume. Fix: "
+                    "Hub(backplane=sse_kit.redis.RedisBackplane(url)) (docs/redis.md), or "
+                    "-w 1 (a worker serves thousands of streams)", workers)
+
+
+
 
 
 def post_fork(server: Any, worker: Any) -> None:

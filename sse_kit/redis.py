@@ -184,6 +184,18 @@ class RedisBackplane:
     def _unavailable(self, exc: Exception) -> BackplaneUnavailable:
         return BackplaneUnavailable(f"Redis stream {self.stream!r} unreachable: {exc}")
 
+    def stream_exists(self) -> bool:
+        """Whether the stream key exists in Redis (something was published to it
+        and is still kept). A publisher that finds no key publishes the first
+        event ever, or under another name than the hubs follow.
+
+        :raises BackplaneUnavailable: if Redis cannot be reached in time.
+        """
+        try:
+            return bool(self._publisher().exists(self.stream))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+
     # -- publishing --------------------------------------------------------------
 
     def publish(self, pattern: str, body: bytes) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, Request, abort
+from werkzeug.exceptions import Unauthorized
 from werkzeug.test import TestResponse
 
 from sse_kit import CORSPolicy, Hub, serve_sse
@@ -53,7 +54,8 @@ def _raise(code: int, text: str) -> Callable[[Request], Any]:
         (verdict("your plan has no live updates"), 403, "your plan has no live updates\n"),
         (verdict(""), 403, "forbidden\n"),
         (verdict("two\nlines\r\nhere"), 403, "two lines here\n"),
-        (verdict("x" * 500), 403, "x" * 200 + "\n"),
+        (verdict("x" * 500), 403, "x" * 197 + "...\n"),
+        (verdict("word " * 100), 403, ("word " * 39).rstrip() + "...\n"),
         (_raise(401, "log in first"), 401, "log in first\n"),
         (_raise(429, "slow down"), 429, "slow down\n"),
     ],
@@ -81,6 +83,15 @@ def test_authorize_must_answer_with_a_bool_or_a_str(hub: Hub) -> None:
     app.testing = True  # a programming error propagates instead of becoming a 500
     with pytest.raises(TypeError, match="authorize must return True, False or a str"):
         app.test_client().get("/events/")
+
+
+def test_a_long_refusal_is_cut_at_a_word_and_says_so(hub: Hub) -> None:
+    # werkzeug's own 401 text (abort(401) with no description) is over 200 characters.
+    r = get(make_app(hub, client_id=lambda r: abort(401)))
+    text = r.get_data(as_text=True)
+    assert r.status_code == 401 and text.endswith("...\n") and len(text) <= 201
+    assert text.startswith("The server could not verify that you are authorized")
+    assert text[:-4].split()[-1] in Unauthorized.description.split()  # a whole word
 
 
 def test_client_id_may_refuse_with_401(hub: Hub) -> None:

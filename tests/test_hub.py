@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import decimal
 import json
 import threading
 from collections.abc import Iterator
@@ -70,13 +73,69 @@ def test_run_blocks_until_stop() -> None:
     assert not t.is_alive()
 
 
-def test_a_stopped_hub_refuses_work() -> None:
+def test_a_hub_starts_itself_on_first_use() -> None:
     h = Hub()
-    with pytest.raises(HubNotRunning):
+    assert not h.running and h.get_client_ids() == []  # a query does not start it
+    h.broadcast_to_pattern("*", "x")
+    assert h.running
+    h.stop()
+    h2 = Hub()
+    h2.register(Client("x"))
+    assert h2.running and h2.get_client_ids() == ["x"]
+    h2.stop()
+
+
+def test_a_stopped_hub_refuses_work_and_says_why() -> None:
+    h = Hub().start()
+    h.stop()
+    with pytest.raises(HubNotRunning, match=r"stopped in this process .*call hub.start\(\)"):
         h.broadcast_to_pattern("*", "x")
-    with pytest.raises(HubNotRunning):
+    with pytest.raises(HubNotRunning, match="stopped in this process"):
         h.register(Client("x"))
     assert h.get_client_ids() == [] and h.get_client_count() == 0
+    h.start()  # an explicit start runs it again
+    h.broadcast_to_pattern("*", "x")
+    h.stop()
+
+
+def test_on_start_runs_after_each_start_and_at_once_when_running() -> None:
+    h = Hub()
+    seen: list[bool] = []
+
+    @h.on_start
+    def ticker(hub: Hub) -> None:
+        seen.append(hub.running)
+        hub.broadcast_to_pattern("*", "tick")  # the hub runs: this cannot fail
+
+    assert seen == []
+    h.start()
+    assert seen == [True]
+    h.on_start(lambda hub: seen.append(False))  # already running: called now
+    assert seen == [True, False]
+    h.stop()
+    h.start()
+    assert seen == [True, False, True, False]
+    h.stop()
+    with pytest.raises(TypeError, match="callable"):
+        h.on_start("not a function")  # type: ignore[arg-type]
+
+
+def test_a_failing_on_start_callback_is_logged_and_the_others_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Hub()
+    ran: list[str] = []
+
+    def broken(hub: Hub) -> None:
+        raise RuntimeError("boom")
+
+    h.on_start(broken)
+    h.on_start(lambda hub: ran.append("second"))
+    with caplog.at_level("ERROR", logger="sse_kit._hub"):
+        h.start()
+    h.stop()
+    assert ran == ["second"]
+    assert "on_start callback" in caplog.text and "boom" in caplog.text
 
 
 def test_hub_is_a_broadcaster(hub: Hub) -> None:
@@ -238,3 +297,41 @@ def test_disconnect_ends_matching_streams() -> None:
         hub.broadcast_to_pattern("*", "still here")
         assert b.next().data == "still here"
         b.close()
+
+
+def _json_default(value: object) -> object:
+    """The recipe docs/quickstart.md gives for data JSON has no type for."""
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+@dataclasses.dataclass
+class _Price:
+    amount: decimal.Decimal
+    at: datetime.date
+
+
+def test_json_default_encodes_datetimes_decimals_and_dataclasses() -> None:
+    when = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.timezone.utc)
+    data = {"at": when, "price": _Price(decimal.Decimal("9.90"), when.date())}
+    with Hub(json_default=_json_default) as hub:
+        reader = Reader(hub, "c")
+        assert reader.next().event == "connected"
+        hub.broadcast_to_pattern("c", data)
+        assert json.loads(reader.next().data) == {
+            "at": "2026-11-30T12:00:00+00:00",
+            "price": {"amount": "9.90", "at": "2026-11-30"},
+        }
+        client = hub.get_client("c")
+        assert client is not None and client.send([decimal.Decimal("1.5")])
+        assert json.loads(reader.next().data) == ["1.5"]
+        reader.close()
+    with Hub() as plain, pytest.raises(TypeError, match="not JSON-serialisable"):
+        plain.broadcast_to_pattern("c", data)
+    with pytest.raises(TypeError, match="json_default must be callable"):
+        Hub(json_default="iso")  # type: ignore[arg-type]

@@ -411,6 +411,18 @@ def test_command_line_publish(hubs: Callable[..., Hub], server: RedisServer) -> 
     )
     event = reader.next()
     assert (event.event, event.data, event.id) == ("progress", "50%", result.stdout.strip())
+    assert f"published to stream 'sse_kit' at {server.url.split('@')[-1]}" in result.stderr
+
+
+def test_command_line_publish_warns_about_a_stream_nobody_wrote(server: RedisServer) -> None:
+    # The docs' mistake: the hubs follow "sse_kit", the publisher names another key.
+    argv = [sys.executable, "-m", "sse_kit", "publish", "--redis", server.url,
+            "--stream", "jobs", "job:7:*", "done"]
+    first = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert "warning: stream 'jobs' did not exist before this event" in first.stderr
+    assert "check --stream" in first.stderr
+    second = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert "warning" not in second.stderr and second.stdout.strip() > first.stdout.strip()
 
 
 def test_command_line_publish_fails_clearly(server: RedisServer) -> None:

@@ -63,9 +63,20 @@ def test_method_and_accept(hub: Hub, method: str, headers: dict[str, str], statu
         response.close()
 
 
-def test_503_when_the_hub_is_not_running() -> None:
-    response = serve_sse(Hub(), environ(), "c")
+def test_a_hub_that_never_ran_starts_with_the_first_stream() -> None:
+    hub = Hub()
+    response = serve_sse(hub, environ(), "c")
+    assert response.status_code == 200 and hub.running
+    response.close()
+    hub.stop()
+
+
+def test_503_when_the_hub_was_stopped() -> None:
+    hub = Hub().start()
+    hub.stop()
+    response = serve_sse(hub, environ(), "c")
     assert response.status_code == 503 and response.headers["Retry-After"] == "3"
+    assert response.get_data() == b"the event hub is shutting down\n"
 
 
 def test_a_response_that_is_never_iterated_still_unregisters(hub: Hub) -> None:
