@@ -12,8 +12,14 @@ BENCH_VENV = bench/.venv
 BENCH_STAMP = $(BENCH_VENV)/.installed-stamp
 BENCH_CLIENT = bench/out/client
 CC ?= cc
+# The oldest gunicorn sse_kit supports (setup.cfg: gunicorn>=23), in a venv of
+# its own: the live tests that detach streams from gunicorn's worker run against
+# it as well as against the newest one in $(VENV).
+OLDEST_GUNICORN = 23.0.0
+OLDEST_VENV = .venv-gunicorn23
+OLDEST_STAMP = $(OLDEST_VENV)/.installed-stamp
 
-.PHONY: screenshot venv test lint demo bench bench-quick bench-smoke browser-deps clean distclean
+.PHONY: screenshot venv test test-gunicorn-oldest lint demo bench bench-quick bench-smoke browser-deps clean distclean
 
 venv: $(STAMP)
 
@@ -22,9 +28,22 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -e '.[test,dev,redis]'
 	touch $@
 
-# bench-smoke before pytest, so that pytest's summary is the last thing CI prints.
-test: $(STAMP) browser-deps lint bench-smoke
+# bench-smoke and the oldest gunicorn's run before the whole suite, so that
+# pytest's summary of the whole suite is the last thing CI prints.
+test: $(STAMP) browser-deps lint bench-smoke test-gunicorn-oldest
 	$(BIN)/pytest
+
+$(OLDEST_STAMP): setup.cfg pyproject.toml
+	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -e '.[test]'
+	$(OLDEST_VENV)/bin/python -m pip install gunicorn==$(OLDEST_GUNICORN)
+	touch $@
+
+# The live tests of gunicorn's side of a stream (detaching, the worker class,
+# the hooks) against the oldest gunicorn sse_kit supports.
+test-gunicorn-oldest: $(OLDEST_STAMP)
+	$(OLDEST_VENV)/bin/python -c 'import gunicorn; assert gunicorn.__version__ == "$(OLDEST_GUNICORN)", gunicorn.__version__'
+	$(OLDEST_VENV)/bin/pytest tests/live/test_detached_live.py tests/live/test_stream_live.py
 
 # Regenerate docs/demo.png, the README's screenshot of the demo (a browser test takes it).
 screenshot: $(STAMP) browser-deps
@@ -71,7 +90,8 @@ bench-smoke: $(STAMP) $(BENCH_CLIENT)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/out
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./$(OLDEST_VENV) \) -prune -o -name __pycache__ -type d \
+		-exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(BENCH_VENV)
+	rm -rf $(VENV) $(BENCH_VENV) $(OLDEST_VENV)

@@ -1,11 +1,15 @@
 /* The benchmark's load generator: N SSE streams over one epoll loop.
  *
- * Usage: client HOST PORT PATH N
+ * Usage: client HOST PORT PATH N [STALL]
  *   Opens N connections ("GET PATH<sep>cid=c<i> HTTP/1.1"), decodes chunked or
  *   raw bodies, and reads the SSE "data:" lines the publisher sends:
  *       data: B <seq> <scheduled send time, microseconds since the epoch> <padding>
  *   (a leading '"' is skipped: flask-sse JSON-encodes the data). Latency is
  *   receive time minus the *scheduled* send time, so publisher stalls count.
+ *   STALL (default 0): that many of the N streams (the first ones) ask for a
+ *   4 KiB receive buffer and, once their headers have arrived, are never read
+ *   again: clients that stop reading. They count neither as alive nor in any
+ *   statistic; what the server does with them is read from its own counters.
  *
  * Commands on stdin, one per line; answers on stdout, one JSON object per line:
  *   (at start)      -> {"ready":n,"failed":f}   once every stream has its headers
@@ -52,10 +56,11 @@ typedef struct {
     char szline[64];
     int sz_len;
     long long last_seq; /* highest seq seen; -1 none */
+    int stall;          /* never read after the headers */
 } conn_t;
 
 static conn_t *conns;
-static int nconns;
+static int nconns, nstall;
 static uint32_t *hist;
 static long long hist_max_us, hist_count;
 static long long recv_in_step, gaps, reorder, late, bytes_in;
@@ -216,14 +221,15 @@ static long long pct(double q) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s HOST PORT PATH N\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s HOST PORT PATH N [STALL]\n", argv[0]);
         return 2;
     }
     const char *host = argv[1];
     int port = atoi(argv[2]);
     const char *path = argv[3];
     nconns = atoi(argv[4]);
+    nstall = argc == 6 ? atoi(argv[5]) : 0;
     (void)cmp_ll;
 
     struct rlimit rl;
@@ -260,6 +266,11 @@ int main(int argc, char **argv) {
             }
             int one = 1;
             setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (next_open < nstall) {
+                int small = 4096; /* before connect(), so the window stays small */
+                c->stall = 1;
+                setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+            }
             connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
             c->state = S_CONNECTING;
             epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd,
@@ -299,7 +310,8 @@ int main(int argc, char **argv) {
                         in_step = 0;
                         double wall = mono_s() - step_wall0, cpu = cpu_s() - step_cpu0;
                         int alive = 0;
-                        for (int i = 0; i < nconns; i++) alive += conns[i].state != S_DEAD;
+                        for (int i = 0; i < nconns; i++)
+                            alive += conns[i].state != S_DEAD && !conns[i].stall;
                         printf("{\"received\":%lld,\"expected\":%lld,\"gaps\":%lld,\"reorder\":%lld,"
                                "\"late\":%lld,\"alive\":%d,\"p50_us\":%lld,\"p99_us\":%lld,"
                                "\"p999_us\":%lld,\"max_us\":%lld,\"cpu_s\":%.4f,\"wall_s\":%.4f,"
@@ -346,6 +358,10 @@ int main(int argc, char **argv) {
                     bytes_in += r;
                     if (feed(c, buf, r) < 0) {
                         kill_conn(epfd, c);
+                        break;
+                    }
+                    if (c->stall && c->state != S_HEAD) { /* headers in: stop reading */
+                        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
                         break;
                     }
                     if (r < RBUF) break;

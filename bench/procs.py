@@ -38,12 +38,13 @@ class Usage:
     cpu_s: float  # user + system seconds, summed over the tree
     rss_kib: int
     threads: int
+    max_threads: int  # threads of the process in the tree that has the most (the worker)
 
 
 def usage(roots: list[int]) -> Usage:
     """CPU seconds (live processes plus their reaped children), RSS and threads."""
     cpu = 0.0
-    rss = threads = 0
+    rss = threads = most = 0
     for pid in tree(roots):
         fields = _stat(pid)
         if fields is None:
@@ -56,6 +57,7 @@ def usage(roots: list[int]) -> Usage:
                     rss += int(line.split()[1])
                 elif line.startswith("Threads:"):
                     threads += int(line.split()[1])
+                    most = max(most, int(line.split()[1]))
         except OSError:
             continue
-    return Usage(cpu, rss, threads)
+    return Usage(cpu, rss, threads, most)

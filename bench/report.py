@@ -14,26 +14,37 @@ from bench.runner import Step
 from bench.systems import SYSTEMS
 
 PEERS = ("starlette", "flask_sse", "handrolled", "sse_kit_queue")
+# sse_kit's CPU per delivery at 1,000 streams x 50/s with the previous fast path
+# (the hub thread writing to sockets whose worker threads stayed parked), from the
+# last `make bench` before detached streams (docs/benchmarks.json of that run).
+PREVIOUS_FAST_PATH_US = 9.3
 
 # Written into every report: what the tables cannot say by themselves.
 NOTES = [
     "How to read this:",
     "",
-    "- *sse_kit* is the default configuration under gunicorn gthread: the fast path (the hub "
-    "thread writes each event to the sockets itself; the share of deliveries it wrote is "
-    "`fast_share` in `benchmarks.json`, the raw results beside this page). "
-    "*sse_kit, fast path off* is the portable queue path every other WSGI server gets.",
+    "- *sse_kit* is `gunicorn -k sse_kit.gunicorn.ThreadWorker --threads 8`, no config file: "
+    "after its first chunk a stream is detached (the hub side owns its socket, one selector "
+    "thread per hub) and its worker thread goes back to the pool of 8. The hub thread writes "
+    "each event to the sockets itself; the share of deliveries written at once, without a "
+    "tail, is `fast_share` in `benchmarks.json` (the raw results beside this page). "
+    "*gthread + hooks* is the same under `-k gthread --threads 8` with sse_kit's server hooks "
+    "(`bench/apps/sse_kit_gunicorn.py`). *fast path off* is `Hub(fast_path=False)`: the "
+    "portable queue path every other WSGI server gets, a parked thread per stream "
+    "(`--threads` streams + 50).",
+    "- *GET /ping p99*: an ordinary Flask route of the sse_kit app, requested on a new "
+    "connection every 50 ms while the step publishes (from the load generator's core); it "
+    "waits for one of the 8 threads and for the core the fan-out is using.",
     "- A broadcast to N streams is N `send()` calls made one after another, so the last stream "
     "of a fan-out gets the event N x (CPU per delivery) after the first: at 1,000 streams, "
     "10 µs per delivery is 10 ms of spread. p99 at 1,000+ streams is mostly that spread plus any "
     "time the server's core was taken by another process.",
     "- Server CPU % below 100 with a failing p99 means the core was shared (see the load "
     "average above) or the latency came from the fan-out spread, not from saturation.",
-    "- RSS per idle stream: gunicorn gthread itself costs ~28 KiB per open response whose thread "
-    "is parked (measured with a bare WSGI generator that yields once and waits: the thread's "
-    "touched stack, 12 KiB, plus gunicorn's per-connection state); sse_kit adds ~2 KiB, Flask "
-    "~1 KiB more. A parked thread keeps every stack page its request touched, so sse_kit keeps "
-    "the request path shallow (see docs/performance.md).",
+    "- RSS per idle stream: a stream that holds a parked gthread thread costs ~28 KiB (the "
+    "thread's touched stack, 12 KiB, plus gunicorn's per-connection state), so the "
+    "thread-per-stream systems sit near 30 KiB; a detached stream holds no thread, only its "
+    "socket, its Client and its selector registration.",
     "- *floor* is not a server: one thread writes each event's pre-framed chunk to every socket "
     "with a bare `os.write` loop (`bench/apps/floor.py`). It is what one `write(2)` per delivery "
     "costs on this machine, kernel and loopback included: no system that writes each event to "
@@ -103,24 +114,36 @@ def scenario_table(steps: list[Step], streams: int, rate: float) -> list[str]:
     base = find(rows, "sse_kit", streams, rate)
     out = [
         "| system | delivered/s (offered) | delivered | gaps | p50 | p99 | p99.9 | max "
-        "| server CPU µs/delivery | ÷ sse_kit's | server CPU | client CPU | RSS/stream "
-        "| threads |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server CPU µs/delivery | ÷ sse_kit's | ÷ floor's | server CPU | client CPU "
+        "| RSS/stream | threads (worker) | GET /ping p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    floor = find(rows, "floor", streams, rate)
     for s in rows:
         ratio = (
             s.us_per_delivery / base.us_per_delivery if base and base.received else float("nan")
         )
+        to_floor = (s.us_per_delivery / floor.us_per_delivery
+                    if floor and floor.received else float("nan"))
         flag = "" if s.valid else " **(invalid: client > 70%)**"
         out.append(
             f"| {_label(s.system)}{flag} | {_f(s.delivered_per_s, 0)} ({_f(s.offered, 0)}) "
             f"| {_f(100 * s.delivered_ratio)}% | {s.gaps} | {_f(s.p50_ms)} ms | {_f(s.p99_ms)} ms "
             f"| {_f(s.p999_ms)} ms | {_f(s.max_ms)} ms | {_f(s.us_per_delivery)} "
-            f"| {_f(ratio, 2) + 'x' if ratio == ratio else '-'} | {_f(s.server_cpu_pct, 0)}% "
-            f"| {_f(s.client_cpu_pct, 0)}% "
-            f"| {_f(s.rss_per_stream_kib)} KiB | {s.threads} |"
+            f"| {_f(ratio, 2) + 'x' if ratio == ratio else '-'} "
+            f"| {_f(to_floor, 2) + 'x' if to_floor == to_floor else '-'} "
+            f"| {_f(s.server_cpu_pct, 0)}% | {_f(s.client_cpu_pct, 0)}% "
+            f"| {_f(s.rss_per_stream_kib)} KiB | {s.threads} ({_threads(s)}) | {_ping(s)} |"
         )
     return out
+
+
+def _threads(s: Step) -> str:
+    return "?" if s.worker_threads is None else str(s.worker_threads)
+
+
+def _ping(s: Step) -> str:
+    return "-" if s.probe_p99_ms is None else f"{_f(s.probe_p99_ms)} ms"
 
 
 def ramp(steps: list[Step], p99_limit_ms: float) -> dict[tuple[str, int], Step | None]:
@@ -188,6 +211,96 @@ def targets(steps: list[Step], micro: dict[str, dict[int, float]] | None) -> lis
     return out
 
 
+def targets_11(steps: list[Step], failures: list[str]) -> list[str]:
+    """issue 11: streams that hold no thread (sse_kit = the ThreadWorker, --threads 8)."""
+    out = ["| target | measured | met? |", "|---|---|---|"]
+
+    def row(name: str, measured: str, met: bool | None) -> None:
+        out.append(f"| {name} | {measured} | {'yes' if met else 'no' if met is False else '-'} |")
+
+    def not_run(n: int) -> str:
+        why = [f for f in failures if f.startswith(f"{_label('sse_kit')}, {n:,} streams")]
+        return "not run" + (f": {why[0].split(': ', 1)[1]}" if why else "")
+
+    for n, rate, limit in ((10000, 5, 100.0), (19000, 2, 200.0)):
+        s = find(steps, "sse_kit", n, rate)
+        if s is None:
+            row(f"{n:,} streams, one worker, --threads 8: every stream open", not_run(n), False)
+            continue
+        row(f"{n:,} streams, one worker, --threads 8: every stream open",
+            f"{s.alive:,} of {n:,} open", s.alive == n)
+        row(f"{n:,} streams: ≤ 16 threads in the worker", f"{_threads(s)} threads",
+            s.worker_threads is not None and s.worker_threads <= 16)
+        f = find(steps, "floor", n, rate)
+        floor_rss = "" if f is None else f" (floor: {_f(f.rss_per_stream_kib)} KiB)"
+        row(f"{n:,} streams: idle RSS ≤ 4 KiB per stream",
+            f"{_f(s.rss_per_stream_kib)} KiB" + floor_rss, s.rss_per_stream_kib <= 4)
+        floor_p99 = "" if f is None else (
+            f"; floor p99 {_f(f.p99_ms)} ms ({_f(s.p99_ms / f.p99_ms, 2)}x); CPU "
+            f"{_f(s.us_per_delivery)} vs the floor's {_f(f.us_per_delivery)} µs/delivery "
+            f"({_f(s.us_per_delivery / f.us_per_delivery, 2)}x)")
+        row(f"{n:,} x {rate}/s: 100% delivered, no gap, p99 ≤ {limit:g} ms",
+            f"{_f(100 * s.delivered_ratio)}% delivered, {s.gaps} gaps, p99 {_f(s.p99_ms)} ms"
+            + floor_p99,
+            s.delivered_ratio >= 1.0 and s.gaps == 0 and s.p99_ms <= limit)
+        if n == 10000:
+            row("while 10,000 streams receive 5/s: an ordinary route's p99 ≤ 20 ms",
+                f"GET /ping p99 {_ping(s)} (p50 {_f(s.probe_p50_ms or float('nan'))} ms, max "
+                f"{_f(s.probe_max_ms or float('nan'))} ms, {s.probes} answered)",
+                s.probe_p99_ms is not None and s.probe_p99_ms <= 20)
+    a, f = find(steps, "sse_kit", 1000, 50), find(steps, "floor", 1000, 50)
+    if a:
+        row("1,000 x 50/s: CPU per delivery ≤ the previous fast path's "
+            f"({PREVIOUS_FAST_PATH_US:g} µs)", f"{_f(a.us_per_delivery)} µs",
+            a.us_per_delivery <= PREVIOUS_FAST_PATH_US)
+        if f and f.received:
+            r = a.us_per_delivery / f.us_per_delivery
+            row("1,000 x 50/s: CPU per delivery within 1.3x the floor's (same run)",
+                f"{_f(a.us_per_delivery)} vs {_f(f.us_per_delivery)} µs = {_f(r, 2)}x", r <= 1.3)
+    slow = find(steps, "sse_kit_slow", 1000, 50)
+    if slow is None:
+        row("a client that stops reading costs ≤ client_buffer_bytes, is cut or dropped, "
+            "the others keep their p99", "not run", None)
+    else:
+        budget = 8 * slow.stalled  # KiB: client_buffer_bytes (8 KiB) per stalled stream
+        grown = slow.rss_growth_kib or 0.0
+        # RSS moves by hundreds of KiB over any step (allocator, history): the growth
+        # the stalled clients cause is the growth beyond the same step without them.
+        extra = grown - (a.rss_growth_kib or 0.0) if a is not None else grown
+        row(f"{slow.stalled} of 1,000 clients stop reading (client_buffer_bytes 8 KiB, "
+            "slow_client='disconnect'): each is cut", f"{slow.cut} cut, {slow.dropped} dropped",
+            slow.cut == slow.stalled)
+        row("… the server's RSS grows by ≤ client_buffer_bytes per stalled client "
+            f"({budget} KiB) more than the same step without them",
+            f"{_f(grown, 0)} KiB over the step"
+            + ("" if a is None or a.rss_growth_kib is None else
+               f", {_f(a.rss_growth_kib, 0)} KiB without stalled clients: {_f(extra, 0)} KiB"),
+            extra <= budget)
+        if a:
+            row("… the other 990 keep their p99 (within 20% or 2 ms of the step without)",
+                f"{_f(slow.p99_ms)} vs {_f(a.p99_ms)} ms, "
+                f"{_f(100 * slow.delivered_ratio)}% delivered, {slow.gaps} gaps",
+                slow.gaps == 0 and slow.p99_ms <= max(1.2 * a.p99_ms, a.p99_ms + 2))
+    return out
+
+
+def slow_table(steps: list[Step]) -> list[str]:
+    """The slow-client step beside the same step without stalled clients."""
+    rows = [s for s in (find(steps, "sse_kit", 1000, 50), find(steps, "sse_kit_slow", 1000, 50))
+            if s is not None]
+    if not rows:
+        return ["(not run)"]
+    out = ["| system | clients that stop reading | others: delivered | gaps | p50 | p99 | max "
+           "| streams cut | deliveries dropped | server RSS growth over the step "
+           "| GET /ping p99 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in rows:
+        out.append(f"| {_label(s.system)} | {s.stalled} | {_f(100 * s.delivered_ratio)}% "
+                   f"| {s.gaps} | {_f(s.p50_ms)} ms | {_f(s.p99_ms)} ms | {_f(s.max_ms)} ms "
+                   f"| {s.cut} | {s.dropped} | {_f(s.rss_growth_kib or 0.0, 0)} KiB "
+                   f"| {_ping(s)} |")
+    return out
+
+
 def write(
     path: Path,
     steps: list[Step],
@@ -197,6 +310,8 @@ def write(
     load_after: str,
     mode: str,
     failures: list[str],
+    skipped: list[str],
+    command: str,
     seconds: float,
     p99_limit_ms: float,
     chart: Path | None,
@@ -205,9 +320,9 @@ def write(
     lines = [
         "# Benchmarks",
         "",
-        f"Generated by `{'make bench' if mode == 'full' else 'python -m bench --' + mode}` "
-        f"in {elapsed_s / 60:.1f} minutes. Rerun it on your own machine: every figure below "
-        "comes from that one command, nothing is edited by hand.",
+        f"Generated by `{command}` ({mode} plan) in {elapsed_s / 60:.1f} minutes. Rerun it on "
+        "your own machine: every figure below comes from that one command, nothing is edited "
+        "by hand.",
         "",
         "## Conditions",
         "",
@@ -232,6 +347,14 @@ def write(
         "a step run while other work loaded the machine is not comparable with one run on a "
         "quiet machine.",
         "",
+        "## Targets (issue 11: streams that hold no thread)",
+        "",
+        "sse_kit here is `gunicorn -w 1 -k sse_kit.gunicorn.ThreadWorker --threads 8` with no "
+        "config file (`--worker-connections` 2 x streams); the floor is the same run's bare "
+        "`os.write` loop.",
+        "",
+        *targets_11(steps, failures),
+        "",
         "## Targets (issue 5)",
         "",
         *targets(steps, micro),
@@ -245,10 +368,25 @@ def write(
                   "not answered within 30 s) or cannot open every stream; its later steps, "
                   "targets included, were not run.", "",
                   *[f"- {f}" for f in failures], ""]
+    if skipped:
+        lines += ["## Sessions left out of the plan, and why", "",
+                  *[f"- {f}" for f in skipped], ""]
     for streams, rate, title in ((1000, 50, "1,000 streams, 50 broadcasts/s (50k deliveries/s)"),
                                  (1000, 10, "1,000 streams, 10 broadcasts/s"),
-                                 (10000, 5, "10,000 streams, 5 broadcasts/s")):
+                                 (10000, 5, "10,000 streams, 5 broadcasts/s"),
+                                 (19000, 2, "19,000 streams, 2 broadcasts/s")):
         lines += [f"## {title}", "", *scenario_table(steps, streams, rate), ""]
+    lines += ["## Clients that stop reading (1,000 streams, 50 broadcasts/s)", "",
+              "The first streams of the load generator ask for a 4 KiB receive buffer and "
+              "never read after the headers; the hub's `client_buffer_bytes` is 8 KiB "
+              "(`SSE_CLIENT_BUFFER_BYTES`), `slow_client` its default with history "
+              "(`disconnect`), and every stream socket of this system gets `SO_SNDBUF` 4 KiB "
+              "(`SSE_STREAM_SNDBUF`): on loopback the kernel would otherwise hold megabytes "
+              "for a client that stops reading before sse_kit's own buffer is reached. "
+              "*others* are the streams that keep reading; *cut* and "
+              "*dropped* are the hub's counters (`slow_disconnects` + `write_timeouts`, "
+              "`dropped`) over the step; RSS growth is the server's RSS after the step minus "
+              "before it.", "", *slow_table(steps), ""]
     best = ramp(steps, p99_limit_ms)
     systems = list(dict.fromkeys(s.system for s in steps))
     sizes = sorted({s.streams for s in steps})
@@ -301,14 +439,16 @@ def write(
                          + " |")
     lines += ["", "## Every step", "",
               "| system | streams | rate/s | delivered/s | delivered | gaps | p50 ms | p99 ms "
-              "| max ms | µs/delivery | server CPU | client CPU | publisher lag ms | load |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| max ms | µs/delivery | server CPU | client CPU | publisher lag ms "
+              "| threads (worker) | GET /ping p99 | load |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in steps:
         lines.append(
             f"| {s.system} | {s.streams} | {s.rate:g} | {_f(s.delivered_per_s, 0)} "
             f"| {_f(100 * s.delivered_ratio)}% | {s.gaps} | {_f(s.p50_ms)} | {_f(s.p99_ms)} "
             f"| {_f(s.max_ms)} | {_f(s.us_per_delivery)} | {_f(s.server_cpu_pct, 0)}% "
             f"| {_f(s.client_cpu_pct, 0)}% | {_f(s.publisher_lag_ms)} "
+            f"| {s.threads} ({_threads(s)}) | {_ping(s)} "
             f"| {'?' if s.load1 is None else _f(s.load1)} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,9 @@ The publisher is open-loop: event ``k`` of a step is *scheduled* at
 ``t0 + k / rate`` and carries that time, so a publisher held up by a slow
 ``POST /publish`` shows as latency instead of hiding it. Every step is measured by
 the C client (latency, gaps, its own CPU) and by /proc (the server's CPU).
+Where the system has an ordinary route (``GET /ping``), a :class:`Probe` requests
+it every ``PROBE_EVERY`` seconds while the step publishes: how long an ordinary
+request waits while the streams are being fed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ PAD = 48  # data bytes after the stamp: events are ~100 bytes on the wire
 CLIENT_CPU_LIMIT = 0.70  # a step whose client used more of its core is invalid
 DRAIN = 2.0  # seconds after the last publish before a step is closed
 MAX_BATCH = 200  # events in one POST when the publisher is behind
+PROBE_EVERY = 0.05  # seconds between two GET /ping of the probe
 
 
 @dataclass
@@ -50,6 +54,15 @@ class Step:
     alive: int
     fast_share: float | None = None  # sse_kit: share of deliveries written on the fast path
     load1: float | None = None  # the machine's 1-minute load average when the step ended
+    worker_threads: int | None = None  # most threads in one process (the worker), idle or after
+    probe_p50_ms: float | None = None  # GET /ping during the step (systems with the route)
+    probe_p99_ms: float | None = None
+    probe_max_ms: float | None = None
+    probes: int | None = None  # probe requests answered (200) during the step
+    stalled: int = 0  # streams that stopped reading (excluded from every other figure)
+    cut: int | None = None  # sse_kit: streams ended as too slow (slow_disconnects + write_timeouts)
+    dropped: int | None = None  # sse_kit: (event, stream) pairs dropped (slow_client="drop")
+    rss_growth_kib: float | None = None  # server RSS after the step minus before it
 
     @property
     def offered(self) -> float:
@@ -126,12 +139,52 @@ class Publisher:
         self.conn.close()
 
 
+class Probe(threading.Thread):
+    """GETs ``/ping`` every PROBE_EVERY seconds, each on a new connection, until stopped;
+    records each answer's latency (a failed or non-200 answer counts as 5 s)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.latencies: list[float] = []
+        self.answered = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(PROBE_EVERY):
+            t0 = time.perf_counter()
+            conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+            try:
+                conn.request("GET", "/ping")
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except OSError:
+                ok = False
+            finally:
+                conn.close()
+            self.latencies.append(time.perf_counter() - t0 if ok else 5.0)
+            self.answered += ok
+
+    def finish(self) -> tuple[float, float, float, int]:
+        """Stop; return (p50, p99, max) in ms and the number answered."""
+        self._done.set()
+        self.join(10)
+        lat = sorted(self.latencies) or [float("nan")]
+
+        def q(x: float) -> float:
+            return 1e3 * lat[min(len(lat) - 1, int(x * len(lat)))]
+
+        return q(0.5), q(0.99), 1e3 * lat[-1], self.answered
+
+
 class Client:
     """The C load generator, pinned to the other CPU."""
 
-    def __init__(self, binary: Path, port: int, streams: int, cpu: str) -> None:
+    def __init__(self, binary: Path, port: int, streams: int, cpu: str, stall: int = 0) -> None:
         self.proc = subprocess.Popen(
-            ["taskset", "-c", cpu, str(binary), HOST, str(port), "/events/", str(streams)],
+            ["taskset", "-c", cpu, str(binary), HOST, str(port), "/events/", str(streams),
+             str(stall)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )  # fmt: skip
         self._lines: list[str] = []
@@ -183,11 +236,13 @@ def session(
     must_run: set[float],
     p99_limit_ms: float = 100.0,
     progress: Any = print,
+    stall: int = 0,
 ) -> tuple[list[Step], str | None]:
     """Open *streams* streams on *system* and run each rate in turn.
 
     Rates are tried in order; after the first failing one, only rates in
-    *must_run* (the targets) are still run.
+    *must_run* (the targets) are still run. *stall* of the streams stop reading
+    once their headers arrive (see ``bench/client.c``).
 
     :returns: the steps measured, and why the session stopped early (or None).
     """
@@ -198,7 +253,7 @@ def session(
         server = Server(system, streams, log_dir / f"{system.name}-{streams}.log")
         time.sleep(0.5)
         base = procs.usage(server.pids)
-        client = Client(client_binary, server.port, streams, "1")
+        client = Client(client_binary, server.port, streams, "1", stall)
         ready = client.answer(timeout=max(60.0, streams / 100))
         if ready["failed"]:
             raise RuntimeError(f"{ready['failed']} of {streams} streams failed to open")
@@ -211,7 +266,8 @@ def session(
         idle = procs.usage(server.pids)
         rss_per_stream = max(0, idle.rss_kib - base.rss_kib) / streams
         progress(f"  {system.name} {streams} streams open in {ready['seconds']:.1f}s,"
-                 f" {rss_per_stream:.1f} KiB/stream, {idle.threads} threads")
+                 f" {rss_per_stream:.1f} KiB/stream, {idle.threads} threads"
+                 f" ({idle.max_threads} in the worker)")
         publisher = Publisher(server.port)
         failed = False
         for rate in rates:
@@ -223,12 +279,17 @@ def session(
             time.sleep(0.05)
             before = procs.usage(server.pids)
             wall0 = time.monotonic()
+            probe = Probe(server.port) if system.probe else None
+            if probe is not None:
+                probe.start()
             try:
                 first, last, lag = publisher.run(rate, seconds)
             except TimeoutError:
                 raise RuntimeError(
                     f"at {rate:g} broadcasts/s a POST /publish was not answered within 30 s"
                 ) from None
+            finally:
+                probed = probe.finish() if probe is not None else None
             time.sleep(DRAIN)
             after = procs.usage(server.pids)
             wall = time.monotonic() - wall0
@@ -246,6 +307,14 @@ def session(
                 publisher_lag_ms=lag * 1e3, rss_per_stream_kib=rss_per_stream,
                 threads=after.threads, alive=r["alive"],
                 fast_share=_share(counters0, counters1), load1=os.getloadavg()[0],
+                worker_threads=max(idle.max_threads, after.max_threads),
+                probe_p50_ms=probed[0] if probed else None,
+                probe_p99_ms=probed[1] if probed else None,
+                probe_max_ms=probed[2] if probed else None, probes=probed[3] if probed else None,
+                stalled=stall,
+                cut=_delta(counters0, counters1, "slow_disconnects", "write_timeouts"),
+                dropped=_delta(counters0, counters1, "dropped"),
+                rss_growth_kib=float(after.rss_kib - before.rss_kib),
             )  # fmt: skip
             steps.append(step)
             progress(
@@ -254,6 +323,8 @@ def session(
                 f" {step.us_per_delivery:.1f} us/delivery, server {step.server_cpu_pct:.0f}%"
                 f" client {step.client_cpu_pct:.0f}%"
                 + ("" if step.fast_share is None else f" fast {100 * step.fast_share:.0f}%")
+                + ("" if step.probe_p99_ms is None else f" ping p99 {step.probe_p99_ms:.1f} ms")
+                + (f" cut {step.cut} dropped {step.dropped}" if stall else "")
                 + ("" if step.ok(p99_limit_ms) else "  FAIL")
             )
             if not step.ok(p99_limit_ms):
@@ -280,6 +351,12 @@ def _counters(server: Server) -> dict[str, int] | None:
         return None
     text = server.get("/stats")
     return json.loads(text) if text else None
+
+
+def _delta(before: dict[str, int] | None, after: dict[str, int] | None, *keys: str) -> int | None:
+    if before is None or after is None:
+        return None
+    return sum(after.get(k, 0) - before.get(k, 0) for k in keys)
 
 
 def _share(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:

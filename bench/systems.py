@@ -26,15 +26,17 @@ def free_port() -> int:
         return port
 
 
-def _gunicorn(worker: str, app: str, port: int, streams: int, conf: str | None) -> list[str]:
+def _gunicorn(worker: str, app: str, port: int, streams: int, conf: str | None,
+              threads: int) -> list[str]:
+    """One gunicorn worker; *threads* is its pool (gthread and its subclasses)."""
     argv = [
         sys.executable, "-m", "gunicorn", "-w", "1", "-k", worker,
         "-b", f"{HOST}:{port}", "--backlog", "4096", "--log-level", "warning",
         "--worker-connections", str(max(1000, 2 * streams)), "--timeout", "120",
         "--graceful-timeout", "3", "--keep-alive", "30",
     ]  # fmt: skip
-    if worker == "gthread":
-        argv += ["--threads", str(streams + 50)]
+    if worker != "gevent":
+        argv += ["--threads", str(threads)]
     if conf:
         argv += ["-c", conf]
     return [*argv, app]
@@ -49,6 +51,12 @@ class System:
     packages: Sequence[str]  # modules it needs (a missing one skips the system)
     needs_redis: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    probe: bool = False  # answers GET /ping, probed while a step publishes
+
+    @property
+    def holds_thread_per_stream(self) -> bool:
+        """Each open stream holds a worker thread (so threads = streams + 50)."""
+        return self.name in ("handrolled", "sse_kit_queue")
 
     def available(self) -> str | None:
         """None if it can run here, else why not."""
@@ -60,15 +68,22 @@ class System:
         return None
 
     def argv(self, port: int, streams: int) -> list[str]:
-        if self.name.startswith("sse_kit"):
-            return _gunicorn("gthread", "bench.apps.sse_kit_app:create_app()", port, streams,
-                             "bench/apps/sse_kit_gunicorn.py")
+        threads = streams + 50 if self.holds_thread_per_stream else 8
+        sse_kit_app = "bench.apps.sse_kit_app:create_app()"
+        if self.name in ("sse_kit_hooks", "sse_kit_queue"):
+            return _gunicorn("gthread", sse_kit_app, port, streams,
+                             "bench/apps/sse_kit_gunicorn.py", threads)
+        if self.name.startswith("sse_kit"):  # the one-flag form: no config file
+            return _gunicorn("sse_kit.gunicorn.ThreadWorker", sse_kit_app, port, streams, None,
+                             threads)
         if self.name == "floor":
             return [sys.executable, "-m", "bench.apps.floor", str(port)]
         if self.name == "handrolled":
-            return _gunicorn("gthread", "bench.apps.handrolled_app:app", port, streams, None)
+            return _gunicorn("gthread", "bench.apps.handrolled_app:app", port, streams, None,
+                             threads)
         if self.name == "flask_sse":
-            return _gunicorn("gevent", "bench.apps.flask_sse_app:app", port, streams, None)
+            return _gunicorn("gevent", "bench.apps.flask_sse_app:app", port, streams, None,
+                             threads)
         if self.name == "starlette":
             return [
                 sys.executable, "-m", "uvicorn", "bench.apps.starlette_app:app",
@@ -82,7 +97,14 @@ class System:
 SYSTEMS = {
     s.name: s
     for s in (
-        System("sse_kit", "sse_kit (gunicorn gthread)", ["flask", "gunicorn", "sse_kit"]),
+        System("sse_kit", "sse_kit (ThreadWorker, --threads 8)", ["flask", "gunicorn", "sse_kit"],
+               probe=True),
+        System(
+            "sse_kit_hooks",
+            "sse_kit (gthread + hooks, --threads 8)",
+            ["flask", "gunicorn", "sse_kit"],
+            probe=True,
+        ),
         System(
             "starlette",
             "sse-starlette + uvicorn",
@@ -98,15 +120,24 @@ SYSTEMS = {
         System("floor", "floor: a bare os.write loop, no server around it", []),
         System(
             "sse_kit_queue",
-            "sse_kit, fast path off",
+            "sse_kit, fast path off (gthread + hooks, a thread per stream)",
             ["flask", "gunicorn", "sse_kit"],
             env={"SSE_FAST_PATH": "0"},
+            probe=True,
+        ),
+        System(
+            "sse_kit_slow",
+            "sse_kit (ThreadWorker), 1% of clients stop reading, client_buffer_bytes 8 KiB",
+            ["flask", "gunicorn", "sse_kit"],
+            env={"SSE_CLIENT_BUFFER_BYTES": str(8 * 1024), "SSE_STREAM_SNDBUF": "4096"},
+            probe=True,
         ),
         System(
             "sse_kit_redis",
-            "sse_kit + Redis backplane",
+            "sse_kit (ThreadWorker) + Redis backplane",
             ["flask", "gunicorn", "sse_kit", "redis"],
             needs_redis=True,
+            probe=True,
         ),
     )
 }

@@ -369,7 +369,7 @@ class Client:
         """Whether the peer is known to have closed the connection."""
         sink = self._sink
         if sink is not None:
-            return sink.peer_gone
+            return sink.peer_closed()
         probe = self._probe
         return probe is not None and not probe()
 

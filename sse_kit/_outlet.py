@@ -44,6 +44,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import select
 import selectors
 import socket
 import threading
@@ -233,6 +234,24 @@ class OwnedSocket:
         """The stream is ending (the client's end is set): let the outlet thread
         write the end and close the socket. Any thread; never blocks."""
         self._outlet.post(self)
+
+    def peer_closed(self) -> bool:
+        """Whether the peer has closed the connection, asked now (the hub thread
+        at a limit: a tab that reloads closes its old stream a moment before the
+        new one registers, sooner than the outlet may have noticed). Never
+        blocks and consumes nothing: a zero-timeout poll, then a peek."""
+        if self.peer_gone:
+            return True
+        try:
+            poller = select.poll()
+            poller.register(self._sock, select.POLLIN)
+            if not poller.poll(0):
+                return False
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):  # reset, or already closed
+            return True
 
     def read_peer(self) -> bool:
         """Drain what the peer sent; False once it has closed or reset the

@@ -17,6 +17,8 @@ import re
 import shutil
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -180,7 +182,7 @@ class ServerProcess:
 
 
 class GunicornServer(ServerProcess):
-    """A real ``gunicorn -k gthread`` server on a free loopback port.
+    """A real gunicorn server (``-k gthread`` unless told) on a free loopback port.
 
     It runs with ``cwd`` at the repository root, so an app spec like
     ``"tests.live.apps:create_app()"`` imports.
@@ -195,7 +197,10 @@ class GunicornServer(ServerProcess):
     :param health_path: path that must answer 200 before :meth:`start` returns;
         None waits only for the port to accept connections.
     :param extra_args: more command-line arguments, placed before ``app``.
-    :raises ValueError: if ``threads``, ``workers`` or ``graceful_timeout`` is out of range.
+    :param worker_class: ``-k``: a gunicorn worker class, by gunicorn's short
+        name or dotted path (e.g. ``"sse_kit.gunicorn.ThreadWorker"``).
+    :raises ValueError: if ``threads``, ``workers`` or ``graceful_timeout`` is out
+        of range, or ``worker_class`` is empty.
     """
 
     name = "gunicorn"
@@ -212,11 +217,14 @@ class GunicornServer(ServerProcess):
         env: Mapping[str, str] | None = None,
         health_path: str | None = "/healthz",
         extra_args: Sequence[str] = (),
+        worker_class: str = "gthread",
     ) -> None:
         if threads < 1 or workers < 1:
             raise ValueError(f"threads and workers must be >= 1, got {threads=} {workers=}")
         if graceful_timeout < 0:
             raise ValueError(f"graceful_timeout must be >= 0, got {graceful_timeout}")
+        if not worker_class:
+            raise ValueError("worker_class must be a gunicorn worker class, got ''")
         super().__init__(log_path)
         self.app = app
         self.threads = threads
@@ -226,6 +234,7 @@ class GunicornServer(ServerProcess):
         self.env = dict(env or {})
         self.health_path = health_path
         self.extra_args = tuple(extra_args)
+        self.worker_class = worker_class
         self.host = LOOPBACK
         self.port = free_port(self.host)
 
@@ -238,7 +247,7 @@ class GunicornServer(ServerProcess):
         """The command line that :meth:`start` runs."""
         argv = [
             sys.executable, "-m", "gunicorn",
-            "-k", "gthread",
+            "-k", self.worker_class,
             "--threads", str(self.threads),
             "-w", str(self.workers),
             "-b", f"{self.host}:{self.port}",
@@ -496,7 +505,7 @@ def _contains(needle: bytes) -> Callable[[bytes], bool]:
 
 
 class RawStream:
-    """An HTTP/1.1 GET over a plain socket that keeps the response body's exact bytes.
+    """An HTTP GET over a plain socket that keeps the response body's exact bytes.
 
     For checking what goes on the wire, below any client library: the status and
     headers are parsed on construction, then the body is read on demand. Chunked
@@ -510,6 +519,9 @@ class RawStream:
         ``Accept: text/event-stream``.
     :param rcvbuf: ``SO_RCVBUF`` set before connecting, to make a slow client.
     :param timeout: seconds allowed for connecting and receiving the headers.
+    :param version: the request line's HTTP version (``"HTTP/1.0"``: a response
+        that cannot be chunked).
+    :param tls: speak TLS with this context (the server's name checked as *host*).
     :raises TimeoutError: if the headers do not arrive in time.
     :raises ConnectionError: if the server closes before the end of the headers.
     """
@@ -522,11 +534,13 @@ class RawStream:
         headers: Mapping[str, str] | None = None,
         rcvbuf: int | None = None,
         timeout: float = 10.0,
+        version: str = "HTTP/1.1",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         fields = {"host": ("Host", f"{host}:{port}"), "accept": ("Accept", "text/event-stream")}
         for name, value in (headers or {}).items():
             fields[name.lower()] = (name, value)
-        request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in fields.values())
+        request = f"GET {path} {version}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in fields.values())
 
         self.chunks: list[bytes] = []
         self.wire = bytearray()  # every byte received after the head, framing included
@@ -542,6 +556,8 @@ class RawStream:
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             self._sock.settimeout(timeout)
             self._sock.connect((host, port))
+            if tls is not None:  # the handshake runs here, within the timeout
+                self._sock = tls.wrap_socket(self._sock, server_hostname=host)
             self._sock.sendall((request + "\r\n").encode("latin-1"))
             head, rest = self._read_head(time.monotonic() + timeout)
         except BaseException:
@@ -634,6 +650,13 @@ class RawStream:
 
     def close(self) -> None:
         """Close the connection (as a client that goes away would)."""
+        self._sock.close()
+
+    def abort(self) -> None:
+        """Reset the connection (the peer gets an RST, not a FIN), as a client
+        whose network went away mid-stream would."""
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self._sock.close()
 
     def __enter__(self) -> RawStream:

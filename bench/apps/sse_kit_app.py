@@ -1,8 +1,10 @@
-"""sse_kit: a Flask app with the sse_kit blueprint, under gunicorn gthread."""
+"""sse_kit: a Flask app with the sse_kit blueprint, under ``sse_kit.gunicorn.ThreadWorker``
+(or gthread with sse_kit's hooks); also answers ``GET /ping`` and ``GET /stats``."""
 
 from __future__ import annotations
 
 import os
+import socket
 
 from flask import Flask, request
 from flask.typing import ResponseReturnValue
@@ -12,7 +14,11 @@ from sse_kit.flask import create_blueprint
 
 
 def create_app() -> Flask:
-    """The app; ``SSE_FAST_PATH=0`` runs sse_kit on its portable queue path, and
+    """The app; ``SSE_FAST_PATH=0`` runs sse_kit on its portable queue path (a
+    thread per stream), ``SSE_CLIENT_BUFFER_BYTES`` sets the hub's
+    ``client_buffer_bytes`` and ``SSE_STREAM_SNDBUF`` every stream socket's
+    ``SO_SNDBUF`` (the slow-client step: on loopback the kernel would otherwise
+    take megabytes for a client that stops reading before sse_kit sees it), and
     ``REDIS_URL`` puts the Redis backplane behind the hub."""
     backplane = None
     if os.environ.get("REDIS_URL"):
@@ -24,9 +30,19 @@ def create_app() -> Flask:
         client_buffer=1024,
         keepalive_interval=30,
         fast_path=os.environ.get("SSE_FAST_PATH", "1") == "1",
+        client_buffer_bytes=int(os.environ.get("SSE_CLIENT_BUFFER_BYTES", 4 * 1024 * 1024)),
         backplane=backplane,
     )
     app = Flask(__name__)
+    sndbuf = int(os.environ.get("SSE_STREAM_SNDBUF", "0"))
+    if sndbuf:
+
+        @app.before_request
+        def small_send_buffer() -> None:
+            sock = request.environ.get("gunicorn.socket")
+            if sock is not None and request.path.startswith("/events"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+
     app.register_blueprint(
         create_blueprint(hub, client_id=lambda r: r.args["cid"]), url_prefix="/events"
     )
@@ -40,6 +56,11 @@ def create_app() -> Flask:
     @app.get("/count")
     def count() -> ResponseReturnValue:
         return str(hub.get_client_count())
+
+    @app.get("/ping")
+    def ping() -> ResponseReturnValue:
+        """An ordinary route, probed while the streams receive (its latency is measured)."""
+        return "pong"
 
     @app.get("/stats")
     def stats() -> ResponseReturnValue:

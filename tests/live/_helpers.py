@@ -14,11 +14,19 @@ CONF = "tests/live/gunicorn_conf.py"
 Start = Callable[..., GunicornServer]
 
 
+# sse_kit's worker class: what the docs lead with (no config file needed).
+WORKER_CLASS = "sse_kit.gunicorn.ThreadWorker"
+
+
 def start(
-    gunicorn_server: Start, threads: int = 32, *, app: str = APP, **env: str
+    gunicorn_server: Start, threads: int = 32, *, app: str = APP,
+    worker_class: str = "gthread", **env: str,
 ) -> GunicornServer:
-    """Serve *app* (the env-configured test app) under gunicorn gthread with *env*."""
-    return gunicorn_server(app, config=CONF, threads=threads, graceful_timeout=30, env=env)
+    """Serve *app* (the env-configured test app) under gunicorn with *env*: gthread
+    with sse_kit's hooks (``CONF``), or *worker_class* (the config's hooks then do
+    nothing under sse_kit's own worker class)."""
+    return gunicorn_server(app, config=CONF, threads=threads, graceful_timeout=30, env=env,
+                           worker_class=worker_class)
 
 
 def publish(server: GunicornServer, pattern: str, *datas: Any, event: str | None = None) -> None:

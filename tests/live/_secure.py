@@ -16,11 +16,15 @@ CONF = "tests/live/gunicorn_secure_conf.py"
 Start = Callable[..., GunicornServer]
 
 
-def start(gunicorn_server: Start, threads: int = 32, **env: str) -> GunicornServer:
-    """The secure app under gunicorn gthread, configured by ``SSE_*`` variables
-    (keep-alives every 0.5 s unless told, so a closed client is noticed quickly)."""
+def start(
+    gunicorn_server: Start, threads: int = 32, *, worker_class: str = "gthread", **env: str
+) -> GunicornServer:
+    """The secure app under gunicorn (gthread with sse_kit's hooks, or *worker_class*),
+    configured by ``SSE_*`` variables (keep-alives every 0.5 s unless told, so a
+    closed client is noticed quickly)."""
     env = {"SSE_KEEPALIVE": "0.5", **env}
-    return gunicorn_server(APP, config=CONF, threads=threads, graceful_timeout=10, env=env)
+    return gunicorn_server(APP, config=CONF, threads=threads, graceful_timeout=10, env=env,
+                           worker_class=worker_class)
 
 
 def login(server: GunicornServer, user: str, role: str = "member") -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 
 from tests._browser import Browser
 from tests._live import wait_for
-from tests.live._helpers import CONF, Start, publish, start, stats
+from tests.live._helpers import CONF, WORKER_CLASS, Start, publish, start, stats
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
@@ -43,7 +43,7 @@ def datas(entries: list[dict[str, Any]], kind: str = "message") -> list[str]:
 def test_event_source_gets_connected_patterns_types_and_exact_data(
     gunicorn_server: Start, browser: NewBrowser
 ) -> None:
-    server = start(gunicorn_server, app=APP)
+    server = start(gunicorn_server, app=APP, worker_class=WORKER_CLASS)
     page = browser()
     open_page(page, server.url, "job:1:a", types="note")
     (connected,) = seen(page)
@@ -73,7 +73,8 @@ def test_restart_the_browser_reconnects_and_gets_reset(
     gunicorn_server: Start, browser: NewBrowser
 ) -> None:
     env = {"SSE_RETRY": "200"}
-    first = start(gunicorn_server, app=APP, **env)
+    first = start(gunicorn_server, app=APP, worker_class=WORKER_CLASS,
+                   **env)
     page = browser()
     open_page(page, first.url, "user:1", mode="helper")
     publish(first, "user:1", "a", "b", "c")
@@ -83,6 +84,7 @@ def test_restart_the_browser_reconnects_and_gets_reset(
     page.wait_js("window.stream.state === 'reconnecting'", what="the helper to see the loss")
     # A new process on the same port: a new hub, whose history is new (a new epoch).
     second = gunicorn_server(APP, config=CONF, threads=32, graceful_timeout=30, env=env,
+                             worker_class=WORKER_CLASS,
                              extra_args=["-b", f"{first.host}:{first.port}"])
     wait_seen(page, 2, kind="connected")
     publish(second, "user:1", "d", "e")
@@ -104,7 +106,8 @@ def test_cut_as_a_slow_client_the_browser_resumes_losslessly(
 ) -> None:
     # The queue path: on the fast path the hub writes the burst straight into the
     # socket buffers (a browser reads fast), so the 4-event outbox never overflows.
-    server = start(gunicorn_server, app=APP, SSE_BUFFER="4", SSE_RETRY="200", SSE_FAST_PATH="0")
+    server = start(gunicorn_server, app=APP, worker_class=WORKER_CLASS,
+                   SSE_BUFFER="4", SSE_RETRY="200", SSE_FAST_PATH="0")
     page = browser()
     open_page(page, server.url, "user:1")
     burst = [f"event {i}" for i in range(300)]
@@ -124,7 +127,8 @@ def test_reset_reaches_the_page_when_history_cannot_cover_the_gap(
     gunicorn_server: Start, browser: NewBrowser
 ) -> None:
     # A 2 s retry leaves the test time to publish more than the history holds.
-    server = start(gunicorn_server, app=APP, SSE_HISTORY="5", SSE_RETRY="2000")
+    server = start(gunicorn_server, app=APP, worker_class=WORKER_CLASS,
+                   SSE_HISTORY="5", SSE_RETRY="2000")
     page = browser()
     open_page(page, server.url, "user:1", mode="helper")
     publish(server, "user:1", "before")
@@ -144,7 +148,8 @@ def test_reset_reaches_the_page_when_history_cannot_cover_the_gap(
 def test_the_js_helper_parses_json_routes_types_and_closes(
     gunicorn_server: Start, browser: NewBrowser
 ) -> None:
-    server = start(gunicorn_server, app=APP, SSE_KEEPALIVE="0.5")
+    server = start(gunicorn_server, app=APP, worker_class=WORKER_CLASS,
+                   SSE_KEEPALIVE="0.5")
     r = httpx.get(f"{server.url}/events/sse_kit.js")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     page = browser()
@@ -190,7 +195,8 @@ def test_the_js_helper_retries_after_a_refusal(
     gunicorn_server: Start, browser: NewBrowser
 ) -> None:
     # max_clients=1: a second tab gets 503, which EventSource treats as final.
-    server = start(gunicorn_server, app=APP, SSE_MAX_CLIENTS="1", SSE_KEEPALIVE="0.5")
+    server = start(gunicorn_server, app=APP, worker_class=WORKER_CLASS,
+                   SSE_MAX_CLIENTS="1", SSE_KEEPALIVE="0.5")
     holder = browser()
     open_page(holder, server.url, "user:1", mode="helper")
     page = browser()

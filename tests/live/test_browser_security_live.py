@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.live, pytest.mark.browser]
 def test_max_age_reconnects_lose_nothing_and_logout_ends_the_stream(
     gunicorn_server: Start, browser: Callable[..., Browser]
 ) -> None:
-    server = start(gunicorn_server, SSE_MAX_AGE="1")
+    server = start(gunicorn_server, worker_class="sse_kit.gunicorn.ThreadWorker",
+                   SSE_MAX_AGE="1")
     window = browser()
     window.open(f"{server.url}/browser-login?user=alice")
     window.wait_js("window.opens === 1", what="the stream to open")

@@ -28,8 +28,10 @@ Start = Callable[..., GunicornServer]
 
 
 def start_demo(gunicorn_server: Start) -> GunicornServer:
-    """The demo as `make demo` runs it (threads 64, the demo's gunicorn config)."""
-    return gunicorn_server(DEMO_APP, config=DEMO_CONF, threads=64, graceful_timeout=30)
+    """The demo as `make demo` runs it (sse_kit's worker class, 8 threads, the
+    demo's gunicorn config)."""
+    return gunicorn_server(DEMO_APP, config=DEMO_CONF, threads=8, graceful_timeout=30,
+                           worker_class="sse_kit.gunicorn.ThreadWorker")
 
 
 def seen(page: Browser, kind: str) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -143,7 +144,10 @@ def test_max_requests_restart_ends_streams_promptly(gunicorn_server: Start) -> N
     t0 = time.monotonic()
     # Requests 4 and 5 make the worker leave on its own: no signal is sent.
     for _ in range(2):
-        httpx.get(f"{server.url}/healthz")
+        # gunicorn 23 may reset the connection it accepted while leaving
+        # (benoitc/gunicorn#3038): the request still counted, or the next one does.
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(f"{server.url}/healthz")
     for raw in raws:
         assert raw.read_to_end(timeout=10).endswith(b"retry: 250\n\n")
         raw.close()
