@@ -7,6 +7,7 @@ an ID; the hub routes by ID, the stream drains the outbox.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -431,6 +432,7 @@ def deliver(
     """
     n = len(frames)
     chunk = b""  # joined and framed once, at the first detached stream (many reach nobody)
+    now = time.monotonic()  # one clock read per batch: keep-alive timing needs no more
     written = queued = deferred = dropped = cut = 0
     for client in clients:
         with client._lock:
@@ -442,7 +444,7 @@ def deliver(
                     continue
                 if not chunk:
                     chunk = frame_chunk(frames[0] if n == 1 else b"".join(frames))
-                outcome = sink.send(chunk, n, may_cut)
+                outcome = sink.send(chunk, n, may_cut, now)
                 if outcome == WRITTEN:
                     written += n
                 elif outcome == DEFERRED:

@@ -105,7 +105,7 @@ class OwnedSocket:
     """
 
     __slots__ = (
-        "_outlet", "_policy", "_sock", "_tail", "_tail_events", "body_bytes", "client",
+        "_outlet", "_policy", "_send", "_sock", "_tail", "_tail_events", "body_bytes", "client",
         "closing_since", "events", "expires", "fd", "last_write", "max_bytes", "max_events",
         "opened", "peer_gone", "registered",
     )
@@ -124,6 +124,7 @@ class OwnedSocket:
         self._outlet = outlet
         self.client = client
         self._sock = sock
+        self._send = sock.send  # bound once: the hub thread calls it per delivery
         self.fd = sock.fileno()
         limits = client.limits()
         self._policy: SlowClientPolicy = limits.policy
@@ -148,10 +149,11 @@ class OwnedSocket:
         """Bytes waiting for the socket to be writable."""
         return len(self._tail)
 
-    def send(self, chunk: bytes, events: int, may_cut: bool) -> int:
+    def send(self, chunk: bytes, events: int, may_cut: bool, now: float) -> int:
         """Write *chunk* (*events* events, framed) now, or keep it in the tail.
 
-        Called with the client's lock held, only while the stream is open.
+        Called with the client's lock held, only while the stream is open; *now*
+        is the caller's ``time.monotonic()`` (one clock read per broadcast batch).
 
         :returns: one of sse_kit._client's offer outcomes: WRITTEN (the kernel
             took it all), DEFERRED (part of it waits in the tail), DROPPED (the
@@ -171,7 +173,7 @@ class OwnedSocket:
             self.body_bytes += len(chunk)
             return DEFERRED
         try:
-            sent = self._sock.send(chunk)
+            sent = self._send(chunk)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -180,7 +182,7 @@ class OwnedSocket:
         self.events += events
         self.body_bytes += len(chunk)
         if sent:
-            self.last_write = time.monotonic()
+            self.last_write = now
         if sent == len(chunk):
             return WRITTEN
         tail += chunk[sent:]
@@ -510,7 +512,7 @@ class Outlet:
                     keepalive = frame_chunk(encode_comment(f"keepalive {int(time.time())}"))
                 with client._lock:
                     outcome = ENDED if client.end_reason is not None else sink.send(
-                        keepalive, 0, False)
+                        keepalive, 0, False, now)
                 if outcome == ENDED and sink.peer_gone:
                     client._finish(GONE)
                     self._close(sink)
