@@ -31,7 +31,7 @@ def test_a_python_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
         timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
-                         "SECRET_KEY": "docs-test"},
+                         "SECRET_KEY": "docs-test", "REDIS_URL": "redis://127.0.0.1:1/0"},
     )
     assert result.returncode == 0, f"{block.name}:\n{result.stderr[-3000:]}"
 
@@ -59,7 +59,7 @@ def test_an_app_block_serves_streams_as_its_comment_says(block: Block, tmp_path:
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             login = client.post("/login/42")  # the apps with a session have one
-            path = "/events" if "/events/" not in block.text else "/events/"
+            path = "/events" if 'environ["PATH_INFO"] == "/events"' in block.text else "/events/"
             headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
             if login.status_code == 404:
                 headers = {}

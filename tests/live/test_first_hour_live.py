@@ -15,11 +15,11 @@ from tests.live._helpers import APP, WORKER_CLASS, Start, publish, stats
 pytestmark = pytest.mark.live
 
 # gunicorn's error-log line: "[2026-11-30 12:00:00 +0000] [1234] [WARNING] message"
-_GUNICORN_LINE = r"^\[[0-9-]+ [0-9:]+ [+-]\d{4}\] \[\d+\] \[{level}\] {text}"
+_GUNICORN_STAMP = r"^\[[0-9-]+ [0-9:]+ [+-][0-9]+\] \[[0-9]+\] "
 
 
 def lines_of(log: str, level: str, text: str) -> list[str]:
-    pattern = re.compile(_GUNICORN_LINE.format(level=level, text=re.escape(text)), re.M)
+    pattern = re.compile(_GUNICORN_STAMP + re.escape(f"[{level}] {text}") + ".*$", re.M)
     return pattern.findall(log)
 
 
