@@ -61,8 +61,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check sse_kit tests bench
 	$(BIN)/mypy
 
-# `make demo DEMO_BIND=0.0.0.0:9000` serves it elsewhere.
-DEMO_BIND ?= 127.0.0.1:8000
+# `make demo PORT=9000` serves it on another port; `make demo DEMO_BIND=0.0.0.0:9000`
+# on another address too.
+PORT ?= 8000
+DEMO_BIND ?= 127.0.0.1:$(PORT)
 
 demo: $(STAMP)
 	$(BIN)/gunicorn -k sse_kit.gunicorn.ThreadWorker --threads 8 -w 1 \

@@ -39,6 +39,7 @@ from ._exceptions import (
     SSEKitError,
 )
 from ._hub import Hub
+from ._receipt import Receipt
 from ._wsgi import serve_sse
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ __all__ = [
     "HubFull",
     "HubNotRunning",
     "InvalidPattern",
+    "Receipt",
     "SSEKitError",
     "__version__",
     "serve_sse",

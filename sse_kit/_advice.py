@@ -16,7 +16,15 @@ from typing import Any, Final
 
 from ._stats import Counters
 
-__all__ = ["PARKED_KEY", "SERVER_KEY", "Advisor", "log_through_gunicorn", "parked_advice"]
+__all__ = [
+    "PARKED_KEY",
+    "SERVER_KEY",
+    "THREADS_KEY",
+    "Advisor",
+    "log_through_gunicorn",
+    "parked_advice",
+    "thread_limit",
+]
 
 log = logging.getLogger("sse_kit")
 
@@ -24,6 +32,8 @@ log = logging.getLogger("sse_kit")
 # which adapter served it, and why a stream could not detach (when it cannot).
 SERVER_KEY: Final = "sse_kit.server"
 PARKED_KEY: Final = "sse_kit.parked_reason"
+# Also set by that adapter: the worker's thread pool size (gunicorn's --threads).
+THREADS_KEY: Final = "sse_kit.threads"
 
 _DEPLOYMENT: Final = "see docs/deployment.md"
 
@@ -91,6 +101,17 @@ def parked_advice(environ: Mapping[str, Any], fast_path: bool) -> tuple[str, int
             "life: size its thread pool for your streams plus your other requests (and set "
             "Hub(max_clients=...) below it, so the next stream gets 503), or serve with "
             f"gunicorn -k sse_kit.gunicorn.ThreadWorker ({_DEPLOYMENT})")
+
+
+def thread_limit(environ: Mapping[str, Any], max_clients: int | None) -> int | None:
+    """How many streams that hold a thread this worker may serve at once, where
+    sse_kit knows its pool (under its gunicorn adapter) and the hub sets no
+    ``max_clients`` of its own: the pool less an eighth (at least one thread)
+    kept for ordinary requests. ``None``: no such limit."""
+    threads = environ.get(THREADS_KEY)
+    if max_clients is not None or not isinstance(threads, int) or threads < 1:
+        return None
+    return threads - max(1, threads // 8)
 
 
 def _fix_for(reason: str) -> str:

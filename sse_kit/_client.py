@@ -311,7 +311,7 @@ class Client:
 
         :returns: OFFERED, WRITTEN, DEFERRED, DROPPED, CUT or ENDED. Never blocks.
         """
-        written, queued, deferred, dropped, cut = deliver((self,), (frame,), may_cut=may_cut)
+        _, written, queued, deferred, dropped, cut = deliver((self,), (frame,), may_cut=may_cut)
         return (WRITTEN if written else DEFERRED if deferred else OFFERED if queued
                 else DROPPED if dropped else CUT if cut else ENDED)
 
@@ -414,7 +414,7 @@ class Client:
 
 def deliver(
     clients: Iterable[Client], frames: Sequence[bytes], *, may_cut: bool = True
-) -> tuple[int, int, int, int, int]:
+) -> tuple[int, int, int, int, int, int]:
     """Offer a batch of broadcasts to each of *clients*: the hub thread's hot loop.
 
     *frames* are consecutive broadcasts to the same recipients, oldest first
@@ -426,14 +426,15 @@ def deliver(
     :param may_cut: whether a full outbox may end a stream under the
         "disconnect" policy (see :meth:`Client._offer`).
 
-    :returns: how many deliveries (client x event) were (written at once,
-        queued, kept in a detached stream's tail, dropped, cut); streams that
-        had already ended are not counted.
+    :returns: how many open streams were offered the batch, then how many
+        deliveries (client x event) were (written at once, queued, kept in a
+        detached stream's tail, dropped, cut); streams that had already ended
+        are not counted.
     """
     n = len(frames)
     chunk = b""  # joined and framed once, at the first detached stream (many reach nobody)
     now = time.monotonic()  # one clock read per batch: keep-alive timing needs no more
-    written = queued = deferred = dropped = cut = 0
+    reached = written = queued = deferred = dropped = cut = 0
     for client in clients:
         with client._lock:
             sink = client._sink
@@ -442,6 +443,7 @@ def deliver(
             else:
                 if client._end is not None:
                     continue
+                reached += 1
                 if not chunk:
                     chunk = frame_chunk(frames[0] if n == 1 else b"".join(frames))
                 outcome = sink.send(chunk, n, may_cut, now)
@@ -457,7 +459,9 @@ def deliver(
                 else:  # ENDED: the write failed, the peer is gone
                     client._end_locked(GONE)
                 continue
+        if q or d or c:
+            reached += 1
         queued += q
         dropped += d
         cut += c
-    return written, queued, deferred, dropped, cut
+    return reached, written, queued, deferred, dropped, cut

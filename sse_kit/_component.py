@@ -19,8 +19,9 @@ class Broadcaster(Protocol):
     with no hub. Type your publishing code against this, not against ``Hub``.
     """
 
-    def broadcast_to_pattern(self, pattern: str, data: Any, *, event: str | None = None) -> None:
-        """Send *data* to every client whose ID matches the glob *pattern*."""
+    def broadcast_to_pattern(self, pattern: str, data: Any, *, event: str | None = None) -> object:
+        """Send *data* to every client whose ID matches the glob *pattern*
+        (:class:`Hub` returns a :class:`Receipt`; a backplane returns ``None``)."""
         ...
 
 

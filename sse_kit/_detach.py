@@ -43,7 +43,7 @@ from typing import Any, Final
 
 from gunicorn.http.wsgi import Response  # type: ignore[import-untyped]
 
-from ._advice import PARKED_KEY, SERVER_KEY
+from ._advice import PARKED_KEY, SERVER_KEY, THREADS_KEY
 from ._connection import DETACH_KEY
 from ._wsgi import ENVIRON_MARK
 
@@ -154,9 +154,10 @@ def redact(environ: dict[str, Any]) -> None:
 class _Detaching:
     """The WSGI app :func:`detaching` returns; other attributes are the app's."""
 
-    def __init__(self, app: WSGIApp, redact_queries: bool) -> None:
+    def __init__(self, app: WSGIApp, redact_queries: bool, threads: int | None) -> None:
         self.sse_kit_app = app
         self._redact = redact_queries
+        self._threads = threads
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -164,6 +165,8 @@ class _Detaching:
         resp = getattr(start_response, "__self__", None)
         sock = environ.get("gunicorn.socket")
         environ[SERVER_KEY] = "sse_kit.gunicorn"
+        if self._threads is not None:
+            environ[THREADS_KEY] = self._threads
         why = _cannot_detach(environ, resp, sock)
         if why is None and isinstance(sock, socket.socket):
             environ[DETACH_KEY] = partial(_detach, resp, sock)
@@ -180,8 +183,12 @@ class _Detaching:
         return getattr(self.sse_kit_app, name)
 
 
-def detaching(app: WSGIApp, *, redact_queries: bool = True) -> WSGIApp:
+def detaching(
+    app: WSGIApp, *, redact_queries: bool = True, threads: int | None = None
+) -> WSGIApp:
     """*app*, offering each stream that may detach the means to (see the module
-    docstring); with *redact_queries*, stream query strings stay out of the log.
-    The result has *app*'s attributes (``extensions``, ``sse_kit_hubs``, ...)."""
-    return _Detaching(app, redact_queries)
+    docstring); with *redact_queries*, stream query strings stay out of the log;
+    *threads* (the worker's pool size) lets a stream that cannot detach be
+    refused before it takes the last threads. The result has *app*'s
+    attributes (``extensions``, ``sse_kit_hubs``, ...)."""
+    return _Detaching(app, redact_queries, threads)

@@ -48,9 +48,11 @@ class HubNotRunning(SSEKitError, RuntimeError):
 
 class HubFull(SSEKitError, RuntimeError):
     """Raised by :meth:`Hub.register` when the hub already serves ``max_clients``
-    clients (:func:`serve_sse` answers ``503 Service Unavailable``), or the new
+    clients (:func:`serve_sse` answers ``503 Service Unavailable``), the new
     client's ID already has ``max_clients_per_id`` streams (``429 Too Many
-    Requests``); :attr:`limit` names the one that was reached."""
+    Requests``), or (``"threads"``) every worker thread but those ordinary
+    requests need holds a stream that cannot detach (``503``); :attr:`limit`
+    names the one that was reached."""
 
     def __init__(self, message: str, *, limit: str = "max_clients") -> None:
         super().__init__(message)

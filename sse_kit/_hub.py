@@ -58,6 +58,7 @@ from ._client import CLOSED, DISCONNECT, DROP, KICKED, Client, SlowClientPolicy
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
 from ._outlet import Outlet
 from ._patterns import compile_pattern, validate_pattern
+from ._receipt import Receipt
 from ._router import MIB, Router, _Registration, signal
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Inbox operations.
-_PUBLISH: Final = 0  # (op, pattern str, encoded body without id)
+_PUBLISH: Final = 0  # (op, pattern str, (encoded body without id, Receipt))
 _REGISTER: Final = 1  # (op, _Registration, None)
 _UNREGISTER: Final = 2  # (op, Client, None)
 _CALL: Final = 3  # (op, _Call, None): run a function on the hub thread, return its result
@@ -92,23 +93,26 @@ _BATCH_BYTES: Final = 16 * 1024
 _Command = tuple[int, Any, Any]
 
 
+_Published = tuple[bytes, Receipt]
+
+
 def _drain_publishes(
-    inbox: queue.SimpleQueue[_Command], pattern: str, body: bytes
-) -> tuple[list[bytes], _Command | None]:
-    """*body* and the bodies of the broadcasts to *pattern* right behind it in
-    *inbox* (only those already there: nothing waits); also the first other
-    command taken from the inbox, which must run next, or ``None``."""
-    bodies, size = [body], len(body)
-    while len(bodies) < _BATCH_EVENTS and size < _BATCH_BYTES:
+    inbox: queue.SimpleQueue[_Command], pattern: str, first: _Published
+) -> tuple[list[_Published], _Command | None]:
+    """*first* and the broadcasts to *pattern* right behind it in *inbox* (only
+    those already there: nothing waits); also the first other command taken
+    from the inbox, which must run next, or ``None``."""
+    batch, size = [first], len(first[0])
+    while len(batch) < _BATCH_EVENTS and size < _BATCH_BYTES:
         try:
             command = inbox.get_nowait()
         except queue.Empty:
-            return bodies, None
+            return batch, None
         if command[0] != _PUBLISH or command[1] != pattern:
-            return bodies, command
-        bodies.append(command[2])
-        size += len(command[2])
-    return bodies, None
+            return batch, command
+        batch.append(command[2])
+        size += len(command[2][0])
+    return batch, None
 
 class _Call:
     __slots__ = ("done", "fn", "result")
@@ -429,8 +433,13 @@ class Hub:
 
     def _execute(self, op: int, a: Any, b: Any) -> None:
         router = self._router
-        if op == _PUBLISH:
-            router.publish(a, b)  # b: the bodies of a batch (see _drain_publishes)
+        if op == _PUBLISH:  # b: a batch of (body, receipt) (see _drain_publishes)
+            matched: int | None = None
+            try:
+                matched = router.publish(a, [body for body, _ in b])
+            finally:  # a caller waiting on a receipt is answered whatever happened
+                for _, receipt in b:
+                    receipt._settle(matched)
         elif op == _REGISTER:
             router.register(a)
         elif op == _UNREGISTER:
@@ -462,12 +471,14 @@ class Hub:
             outlet.close(timeout=_OUTLET_CLOSE)
         while True:  # answer whoever is still waiting
             try:
-                op, a, _ = inbox.get_nowait()
+                op, a, b = inbox.get_nowait()
             except queue.Empty:
                 break
             if op == _REGISTER:
                 a.error = HubNotRunning("the hub stopped")
                 a.done.release()
+            elif op == _PUBLISH:
+                b[1]._settle(None)  # not routed: the hub stopped first
             elif op == _CALL:
                 a.done.release()
         self._reset()
@@ -514,12 +525,15 @@ class Hub:
 
     # -- publishing -------------------------------------------------------------
 
-    def broadcast_to_pattern(self, pattern: str, data: Any, *, event: str | None = None) -> None:
+    def broadcast_to_pattern(
+        self, pattern: str, data: Any, *, event: str | None = None
+    ) -> Receipt:
         """Send *data* to every client whose ID matches the glob *pattern*.
 
         The event is encoded once, here, and the same bytes are queued to every
         recipient. Safe from any thread; events one thread publishes reach each
-        client in order.
+        client in order. Never waits for the hub thread: the :class:`Receipt` it
+        returns says, when asked, how many streams of this hub the event reached.
 
         :param pattern: an ``fnmatch`` glob over client IDs (``job:17:*``), case-sensitive.
         :param data: ``str``/``bytes`` as they are, ``dict``/``list`` as compact JSON.
@@ -544,9 +558,11 @@ class Hub:
             )
         if self.backplane is not None:
             self._publish_to_backplane(pattern, body)
-            return
+            return Receipt.unknown()  # every worker's hub routes it
         self._ensure_running("broadcast_to_pattern()")
-        self._inbox.put((_PUBLISH, pattern, body))
+        receipt = Receipt()
+        self._inbox.put((_PUBLISH, pattern, (body, receipt)))
+        return receipt
 
     def _publish_to_backplane(self, pattern: str, body: bytes) -> None:
         assert self.backplane is not None
@@ -570,9 +586,9 @@ class Hub:
         """
         self._register(client)
 
-    def _register(self, client: Client) -> _Registration:
+    def _register(self, client: Client, thread_limit: int | None = None) -> _Registration:
         _check_client(client)
-        reg = _Registration(client)
+        reg = _Registration(client, thread_limit)
         self._ensure_running("a new stream")
         self._inbox.put((_REGISTER, reg, None))
         while not reg.done.acquire(True, _POLL):

@@ -50,10 +50,13 @@ class _Registration:
     Builds no Python-level object in ``__init__`` (see :func:`signal`).
     """
 
-    __slots__ = ("catchup", "client", "done", "error", "position", "resume")
+    __slots__ = ("catchup", "client", "done", "error", "position", "resume", "thread_limit")
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, thread_limit: int | None = None) -> None:
         self.client = client
+        # Set when this stream will hold its server thread and the server's pool
+        # size is known: how many such streams the worker can hold at once.
+        self.thread_limit = thread_limit
         self.done = signal()  # released once by the hub thread when answered
         self.error: Exception | None = None
         self.resume = NO_RESUME
@@ -87,6 +90,8 @@ class Router:
         self.index = ClientIndex()
         self.history = History(size=history_size, ttl=history_ttl)
         self.client_count = 0  # written here, read by any thread (an int: atomic)
+        # Streams registered with a thread_limit: they hold a server thread each.
+        self._holding: set[Client] = set()
         self._slow_client = slow_client
         self._max_clients = max_clients
         self._max_clients_per_id = max_clients_per_id
@@ -100,9 +105,10 @@ class Router:
 
     # -- events -----------------------------------------------------------------
 
-    def publish(self, pattern_text: str, bodies: Sequence[bytes]) -> None:
+    def publish(self, pattern_text: str, bodies: Sequence[bytes]) -> int:
         """Give local broadcasts to one pattern their IDs, remember them, and route
-        them (as one batch: a fast-path client gets them in one write)."""
+        them (as one batch: a detached stream gets them in one write); return how
+        many open streams they were offered to."""
         pattern = compile_pattern(pattern_text)
         history = self.history
         frames = []
@@ -112,28 +118,30 @@ class Router:
             history.append(seq, pattern, frame)
             frames.append(frame)
         self.counters.add("published", len(frames))
-        if not self.route_batch(self.index.match(pattern), frames):
+        reached = self.route_batch(self.index.match(pattern), frames)
+        if not reached:
             # Often fine (nobody listens yet), sometimes a pattern that can never
             # match (job:7:* for clients named user:42): countable, and visible at DEBUG.
             self.counters.add("unmatched", len(frames))
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("sse_kit: a broadcast to %r matched no stream", pattern_text)
+        return reached
 
     def route(self, clients: Iterable[Client], frame: bytes) -> None:
         """Offer *frame* to *clients*; count the outcome."""
         self.route_batch(clients, (frame,))
 
-    def route_batch(self, clients: Iterable[Client], frames: Sequence[bytes]) -> bool:
+    def route_batch(self, clients: Iterable[Client], frames: Sequence[bytes]) -> int:
         """Offer *frames* (oldest first) to *clients*; count the outcome (a slow cut
-        is logged by its stream: no logging I/O on the hub thread). Returns whether
-        any open stream was offered them."""
-        fast, queued, deferred, dropped, cut = deliver(clients, frames)
+        is logged by its stream: no logging I/O on the hub thread). Returns how
+        many open streams were offered them."""
+        reached, fast, queued, deferred, dropped, cut = deliver(clients, frames)
         self.counters.add_many(
             delivered=fast + queued + deferred, fast_writes=fast,
             queued_writes=queued + deferred, fast_would_block=deferred,
             dropped=dropped, slow_disconnects=cut,
         )
-        return bool(fast or queued or deferred or dropped or cut)
+        return reached
 
     # -- clients ----------------------------------------------------------------
 
@@ -154,6 +162,8 @@ class Router:
             if reg.resume.reset is None:
                 reg.position = client.last_event_id
         self.index.add(client)
+        if reg.thread_limit is not None:
+            self._holding.add(client)
         self._count_changed()
         if reg.catchup is not None:
             self.counters.add("connects")  # the resume is counted once read (_Link.catch_up)
@@ -168,6 +178,15 @@ class Router:
     def _refused(self, reg: _Registration) -> bool:
         """Set *reg*'s error if a limit refuses it, after reaping dead connections."""
         client, index = reg.client, self.index
+        limit = reg.thread_limit
+        if limit is not None and len(self._holding) >= limit:
+            self._reap(list(self._holding))
+        if limit is not None and len(self._holding) >= limit:
+            reg.error = HubFull(
+                f"{len(self._holding)} streams already hold this worker's threads but the "
+                "ones ordinary requests need; try again later", limit="threads")
+            self.counters.add("refused")
+            return True
         if self._max_clients is not None and len(index) >= self._max_clients:
             self._reap(index.clients())
         if self._max_clients is not None and len(index) >= self._max_clients:
@@ -201,6 +220,7 @@ class Router:
         """Remove this connection (idempotent)."""
         if self.link is not None:
             self.link.forget(client)
+        self._holding.discard(client)
         if self.index.remove(client):
             self.counters.add("disconnected")
             self._count_changed()
@@ -211,6 +231,7 @@ class Router:
             client._finish(SHUTDOWN)
         n = len(self.index)
         self.index = ClientIndex()
+        self._holding = set()
         if n:
             self.counters.add("disconnected", n)
         self._count_changed()

@@ -11,7 +11,7 @@ from werkzeug.datastructures import Headers, MIMEAccept
 from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Request, Response
 
-from ._advice import parked_advice
+from ._advice import parked_advice, thread_limit
 from ._client import Client, ClientOption
 from ._connection import DETACH_KEY, Stream
 from ._cors import CORSPolicy
@@ -33,6 +33,14 @@ STREAM_HEADERS: Final = (
 _EVENT_STREAM_ACCEPTS: Final = frozenset({"text/event-stream", "*/*"})
 # A Last-Event-ID longer than this is not read (it is answered with a reset).
 MAX_LAST_EVENT_ID: Final = 256
+# The fix a refusal's one-time WARNING names, by HubFull.limit.
+_REFUSAL_FIX: Final = {
+    "max_clients": "Raise Hub(max_clients=...) if the worker can take more",
+    "max_clients_per_id": "One client ID has that many tabs open; raise "
+                          "Hub(max_clients_per_id=...) if that is expected",
+    "threads": "Streams here cannot detach and hold a worker thread each: make them detach "
+               "(docs/deployment.md), or raise --threads",
+}
 _FROM_REQUEST: Final[Any] = object()  # sentinel: read Last-Event-ID from the request
 # Set in the environ of every request an sse_kit endpoint sees, answered or refused,
 # so that sse_kit.gunicorn.AccessLogger leaves its query string out of the log.
@@ -194,19 +202,23 @@ def serve_sse(
     )
     client._watch_peer(peer_probe(environ))
     retry_after = str(max(1, round(hub.retry / 1000)))
+    # The server's offer to hand the connection over after the first chunk
+    # (sse_kit.gunicorn puts it there), unless the hub says never.
+    detach = environ.get(DETACH_KEY) if hub.fast_path else None
+    holds_thread = None if detach is not None else thread_limit(environ, hub.max_clients)
     try:
-        reg = hub._register(client)
+        reg = hub._register(client, holds_thread)
     except HubFull as exc:
-        log.warning("sse_kit: refused client %r: %s", client_id, exc)
+        log.info("sse_kit: refused client %r: %s", client_id, exc)
+        hub.advise_once(f"refused:{exc.limit}", logging.WARNING,
+                        "sse_kit: refused a stream (%s): %s. %s", exc.limit, exc,
+                        _REFUSAL_FIX.get(exc.limit, ""))
         status = 429 if exc.limit == "max_clients_per_id" else 503
         return with_cors(_refuse(status, str(exc), **{"Retry-After": retry_after}), environ, cors)
     except HubNotRunning as exc:
         log.error("sse_kit: refused client %r: %s", client_id, exc)
         refusal = _refuse(503, "the event hub is shutting down", **{"Retry-After": retry_after})
         return with_cors(refusal, environ, cors)
-    # The server's offer to hand the connection over after the first chunk
-    # (sse_kit.gunicorn puts it there), unless the hub says never.
-    detach = environ.get(DETACH_KEY) if hub.fast_path else None
     if detach is None:  # this stream will hold its thread: say why, once, with the fix
         hub.counters.add("parked")
         hub.advise_once(*parked_advice(environ, hub.fast_path))

@@ -110,7 +110,9 @@ def _detaching_app(worker: Any, redact_queries: bool) -> Any:
             "gunicorn version sse_kit supports (see docs/deployment.md).",
             problem, _gunicorn_version())
         return worker.wsgi
-    return detaching(worker.wsgi, redact_queries=redact_queries)
+    threads = getattr(getattr(worker, "cfg", None), "threads", None)
+    return detaching(worker.wsgi, redact_queries=redact_queries,
+                     threads=threads if isinstance(threads, int) else None)
 
 
 def _gunicorn_version() -> str:

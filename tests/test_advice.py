@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sse_kit import Client, Hub, serve_sse
-from sse_kit._advice import PARKED_KEY, SERVER_KEY
+from sse_kit._advice import PARKED_KEY, SERVER_KEY, THREADS_KEY
 from sse_kit._connection import DETACH_KEY
 from tests._streams import environ
 
@@ -110,3 +110,37 @@ def test_advise_once_says_each_key_once(hub: Hub, caplog: pytest.LogCaptureFixtu
     assert hub.advise_once("other", logging.INFO, "sse_kit: info")
     assert warnings_of(caplog) == ["sse_kit: first"]
     assert hub.stats()["misconfigured"] == 1  # an INFO is not a mistake
+
+
+def test_streams_that_hold_threads_leave_some_for_ordinary_requests(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Under sse_kit's gunicorn adapter with --threads 4, streams that cannot detach
+    # (TLS in gunicorn here) may take 3 threads; the 4th stays for other requests.
+    parked = {SERVER_KEY: "sse_kit.gunicorn", THREADS_KEY: 4,
+              PARKED_KEY: "TLS terminated by gunicorn itself (certfile)"}
+    responses = []
+    for i in range(3):
+        env = environ()
+        env.update(parked)
+        responses.append(serve_sse(hub, env, f"c{i}"))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    env = environ()
+    env.update(parked)
+    refused = serve_sse(hub, env, "c3")
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "3"
+    assert b"streams already hold this worker's threads" in refused.get_data()
+    again = serve_sse(hub, {**environ(), **parked}, "c4")
+    assert again.status_code == 503
+    warnings = [w for w in warnings_of(caplog) if "refused a stream (threads)" in w]
+    assert len(warnings) == 1 and "raise --threads" in warnings[0]  # once, with the fix
+    # A detachable stream is not limited by the pool, and a closed one frees a thread.
+    detachable = serve_sse(hub, {**environ(), DETACH_KEY: lambda: None}, "d")
+    assert detachable.status_code == 200
+    responses[0].close()
+    hub.flush()
+    back = serve_sse(hub, {**environ(), **parked}, "c5")
+    assert back.status_code == 200
+    for r in [*responses[1:], detachable, back]:
+        r.close()
+    assert hub.stats()["refused"] == 2

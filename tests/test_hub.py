@@ -335,3 +335,31 @@ def test_json_default_encodes_datetimes_decimals_and_dataclasses() -> None:
         plain.broadcast_to_pattern("c", data)
     with pytest.raises(TypeError, match="json_default must be callable"):
         Hub(json_default="iso")  # type: ignore[arg-type]
+
+
+def test_a_broadcast_says_how_many_streams_it_reached(hub: Hub) -> None:
+    hub.register(Client("user:1:a"))
+    hub.register(Client("user:1:b"))
+    hub.register(Client("user:2:a"))
+    assert hub.broadcast_to_pattern("user:1:*", "x").matched() == 2
+    assert hub.broadcast_to_pattern("user:*", "x").matched() == 3
+    assert hub.broadcast_to_pattern("job:7:*", "x").matched() == 0  # reached nobody here
+    # Receipts of a batch (broadcasts waiting in the inbox together) each get the answer.
+    receipts = [hub.broadcast_to_pattern("user:2:*", str(i)) for i in range(50)]
+    assert {r.matched() for r in receipts} == {1}
+    assert "matched=1" in repr(receipts[0])
+
+
+def test_a_receipt_that_is_never_routed_answers_none() -> None:
+    h = Hub().start()
+    h.register(Client("c"))
+    release = threading.Event()
+    holder = threading.Thread(target=h._call, args=(release.wait, None), daemon=True)
+    holder.start()  # the hub thread is busy in release.wait()
+    wait_for(lambda: not h._inbox.qsize(), message="the hub thread to take the call")
+    h.stop(timeout=0)  # queued: the hub is still running, behind the call
+    receipt = h.broadcast_to_pattern("c", "late")  # queued behind the stop
+    release.set()
+    h.stop()
+    assert receipt.matched(timeout=5) is None  # answered, not left waiting
+    holder.join(5)
