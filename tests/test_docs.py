@@ -58,6 +58,10 @@ def test_an_app_block_serves_streams_as_its_comment_says(block: Block, tmp_path:
     server = _serve(block, tmp_path, tmp_path / "gunicorn.log")
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
+            if "abort(401)" in block.text:  # before logging in: one line, cut at a word
+                refused = client.get("/events/")
+                assert refused.status_code == 401 and refused.text.endswith("...\n")
+                assert refused.text.count("\n") == 1 and len(refused.text) <= 201
             login = client.post("/login/42")  # the apps with a session have one
             path = "/events" if 'environ["PATH_INFO"] == "/events"' in block.text else "/events/"
             headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
