@@ -19,7 +19,7 @@ OLDEST_GUNICORN = 23.0.0
 OLDEST_VENV = .venv-gunicorn23
 OLDEST_STAMP = $(OLDEST_VENV)/.installed-stamp
 
-.PHONY: screenshot venv test test-gunicorn-oldest lint demo bench bench-quick bench-smoke browser-deps clean distclean
+.PHONY: screenshot venv test test-gunicorn-oldest lint docs dist demo bench bench-quick bench-smoke browser-deps clean distclean
 
 venv: $(STAMP)
 
@@ -30,7 +30,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 # bench-smoke and the oldest gunicorn's run before the whole suite, so that
 # pytest's summary of the whole suite is the last thing CI prints.
-test: $(STAMP) browser-deps lint bench-smoke test-gunicorn-oldest
+test: $(STAMP) browser-deps lint docs dist bench-smoke test-gunicorn-oldest
 	$(BIN)/pytest
 
 $(OLDEST_STAMP): setup.cfg pyproject.toml
@@ -57,8 +57,20 @@ browser-deps:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
 	fi
 
+# The HTML docs: the narrative pages and the API reference generated from the
+# docstrings; a warning (a broken link, a docstring naming a gone parameter) fails it.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# The sdist and the wheel, into dist/, built with the dev venv's setuptools (no
+# download) and checked as PyPI would render them (tests/test_packaging.py lists the wheel).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
 lint: $(STAMP)
-	$(BIN)/ruff check sse_kit tests bench
+	$(BIN)/ruff check sse_kit tests bench examples
 	$(BIN)/mypy
 
 # `make demo PORT=9000` serves it on another port; `make demo DEMO_BIND=0.0.0.0:9000`
@@ -68,7 +80,7 @@ DEMO_BIND ?= 127.0.0.1:$(PORT)
 
 demo: $(STAMP)
 	$(BIN)/gunicorn -k sse_kit.gunicorn.ThreadWorker --threads 8 -w 1 \
-		-c sse_kit/demo/gunicorn_conf.py -b $(DEMO_BIND) 'sse_kit.demo.app:create_app()'
+		-c examples/demo/gunicorn_conf.py -b $(DEMO_BIND) 'demo.app:create_app()'
 
 $(BENCH_STAMP): bench/requirements.txt setup.cfg pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
@@ -91,7 +103,7 @@ bench-smoke: $(STAMP) $(BENCH_CLIENT)
 	$(BIN)/python -m bench --smoke
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/out
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/out docs/_build
 	find . \( -path ./$(VENV) -o -path ./$(OLDEST_VENV) \) -prune -o -name __pycache__ -type d \
 		-exec rm -rf {} +
 

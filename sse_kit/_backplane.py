@@ -5,6 +5,7 @@ stream, :class:`sse_kit.redis.RedisBackplane`), so that every hub following it
 (every gunicorn worker, every host) routes the same events, in the same order,
 under the same IDs. Its entry IDs are ``"<ms>-<seq>"``, ordered as a pair of
 integers, and become the SSE ``id:`` of each event.
+"""
 
 # design:
 # A hub with a backplane does not route its own broadcasts: it appends them to
@@ -17,7 +18,6 @@ integers, and become the SSE ``id:`` of each event.
 # releases those newer than the last replayed ID and drops the rest, and keeps
 # dropping live events up to that ID until the reader has passed it. So a resume
 # has no gap and no duplicate, and the hub thread never waits on the network.
-"""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class Feed:
 
 
 class BackplaneReader(Protocol):
-    """A running reader, as :meth:`Backplane.start_reader` returns it."""
+    """A running reader, as :meth:`~sse_kit.Backplane.start_reader` returns it."""
 
     def stop(self) -> None:
         """Stop reading soon; never blocks."""

@@ -10,6 +10,8 @@ from ._hub import Hub
 
 __all__ = ["Broadcaster", "Component", "Description", "Health"]
 
+_NAME = "sse"  # gokit's component name: Component.name and every Health it reports
+
 
 @runtime_checkable
 class Broadcaster(Protocol):
@@ -68,6 +70,11 @@ class Component:
         self._path = path
 
     @property
+    def name(self) -> str:
+        """``"sse"``, as gokit's ``comp.Name()``; also the name :meth:`health` reports."""
+        return _NAME
+
+    @property
     def hub(self) -> Hub:
         """The managed hub."""
         return self._hub
@@ -87,14 +94,14 @@ class Component:
                            metrics=self._hub.stats())
 
     def health(self) -> Health:
-        """Healthy while the hub thread runs; details are the hub's metrics
-        (:meth:`Hub.stats`), the message sums them up."""
+        """Healthy while the hub thread runs, named :attr:`name`; details are the hub's
+        metrics (:meth:`Hub.stats`), the message sums them up."""
         stats = self._hub.stats()
         if not self._hub.running:
-            return Health("SSE Hub", "unhealthy", "the hub thread is not running", stats)
+            return Health(_NAME, "unhealthy", "the hub thread is not running", stats)
         message = (
             f"{stats['clients']:.0f} client(s) connected; {stats['published']:.0f} published,"
             f" {stats['dropped']:.0f} dropped, {stats['slow_disconnects']:.0f} slow-client"
             f" disconnect(s), {stats['resets']:.0f} reset(s)"
         )
-        return Health("SSE Hub", "healthy", message, stats)
+        return Health(_NAME, "healthy", message, stats)

@@ -75,7 +75,7 @@ class Event:
 
     def encode_body(self) -> bytes:
         """Encode the frame without its ``id`` line, to prepend one later with
-        :func:`encode_id_line`; raises as :meth:`encode` does."""
+        ``encode_id_line()``; raises as :meth:`encode` does."""
         return encode_fields(data_to_text(self.data), event=self.event, retry=self.retry)
 
 

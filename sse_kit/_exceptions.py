@@ -51,8 +51,11 @@ class HubFull(SSEKitError, RuntimeError):
     clients (:func:`serve_sse` answers ``503 Service Unavailable``), the new
     client's ID already has ``max_clients_per_id`` streams (``429 Too Many
     Requests``), or (``"threads"``) every worker thread but those ordinary
-    requests need holds a stream that cannot detach (``503``); :attr:`limit`
-    names the one that was reached."""
+    requests need holds a stream that cannot detach (``503``).
+
+    :ivar limit: the limit that was reached: ``"max_clients"``,
+        ``"max_clients_per_id"`` or ``"threads"``.
+    """
 
     def __init__(self, message: str, *, limit: str = "max_clients") -> None:
         super().__init__(message)

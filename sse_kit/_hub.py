@@ -1,4 +1,4 @@
-"""The Hub: routes broadcasts to clients by glob pattern.
+"""The Hub: routes broadcasts to clients by glob pattern."""
 
 # design:
 # One thread owns the routing state. The hub thread (started by ``Hub.start()``,
@@ -40,7 +40,6 @@
 # instead of the inbox; the backplane's reader thread (started and stopped with
 # the hub thread) feeds the log back through the inbox as _DELIVER/_REBASE, and a
 # resume the ring cannot serve completes with _RESUMED.
-"""
 
 from __future__ import annotations
 

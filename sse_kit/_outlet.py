@@ -5,6 +5,7 @@ gthread worker, through :mod:`sse_kit.gunicorn`) holds no server thread for its
 life: once the server has written the headers and the first chunk, the
 connection becomes an :class:`OwnedSocket`, and one :class:`Outlet` thread per
 hub watches every such socket. The server's thread goes back to its pool.
+"""
 
 # design:
 # Who owns a detached stream's socket, and when.
@@ -37,7 +38,6 @@ hub watches every such socket. The server's thread goes back to its pool.
 # OwnedSocket here), then Outlet.close(): the outlet writes each stream's end
 # (the retry: hint and the last-chunk), lingers at most LINGER seconds for
 # slow peers to take it, closes every socket and returns.
-"""
 
 from __future__ import annotations
 

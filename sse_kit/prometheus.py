@@ -1,7 +1,7 @@
 """Prometheus metrics for a :class:`~sse_kit.Hub` (``pip install sse_kit[prometheus]``).
 
-:class:`HubMetrics` mirrors a hub's metrics (:meth:`Hub.stats`, whose names and
-meanings are :data:`sse_kit._stats.COUNTERS` and ``GAUGES``) into metrics of the
+:class:`HubMetrics` mirrors a hub's metrics (:meth:`~sse_kit.Hub.stats`, whose names and
+meanings are ``sse_kit._stats.COUNTERS`` and ``GAUGES``) into metrics of the
 official ``prometheus_client`` library, as they change, and renders them in the
 Prometheus text format. ``create_blueprint(hub, metrics=True)`` serves that at
 ``<prefix>/metrics``.

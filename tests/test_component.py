@@ -12,6 +12,15 @@ def test_describe() -> None:
     assert Component(path="/sse").describe().details == "Path: /sse"
 
 
+def test_named_sse_as_gokit_names_it() -> None:
+    component = Component(Hub())
+    assert component.name == "sse"
+    assert component.health().name == "sse"  # unhealthy: the hub is not started
+    with component.hub:
+        health = component.health()
+        assert health.healthy and health.name == "sse"
+
+
 def test_health_follows_the_hub_thread() -> None:
     component = Component(Hub())
     assert not component.health().healthy

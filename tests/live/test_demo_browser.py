@@ -20,8 +20,9 @@ from tests._live import REPO_ROOT, GunicornServer, RawStream
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
-DEMO_APP = "sse_kit.demo.app:create_app()"
-DEMO_CONF = "sse_kit/demo/gunicorn_conf.py"
+# As `make demo` names them: the config puts examples/ (the demo is not installed) on sys.path.
+DEMO_APP = "demo.app:create_app()"
+DEMO_CONF = "examples/demo/gunicorn_conf.py"
 SCREENSHOT = REPO_ROOT / "docs" / "demo.png"
 UPDATE_SCREENSHOT = os.environ.get("SSE_KIT_UPDATE_SCREENSHOT") == "1"
 Start = Callable[..., GunicornServer]

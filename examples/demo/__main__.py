@@ -1,4 +1,4 @@
-"""``python -m sse_kit.demo [port]``: the demo on werkzeug's development server.
+"""``python -m demo [port]``, from ``examples/``: the demo on werkzeug's development server.
 
 For a quick look without gunicorn; ``make demo`` is the real thing.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from sse_kit.demo.app import create_app, demo_of
+from demo.app import create_app, demo_of
 
 
 def main(argv: list[str]) -> None:

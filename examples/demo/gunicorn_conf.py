@@ -3,7 +3,7 @@
 ``make demo`` runs::
 
     gunicorn -k sse_kit.gunicorn.ThreadWorker --threads 8 -w 1 \\
-        -c sse_kit/demo/gunicorn_conf.py -b 127.0.0.1:8000 'sse_kit.demo.app:create_app()'
+        -c examples/demo/gunicorn_conf.py -b 127.0.0.1:8000 'demo.app:create_app()'
 
 The worker class starts the hub (see docs/deployment.md); this file only adds the
 demo's ticker to ``post_worker_init`` and stops it in ``worker_exit``. It also
@@ -13,9 +13,9 @@ do nothing under the worker class, which has done it already).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sse_kit.demo.app import demo_of
 from sse_kit.gunicorn import post_fork, post_request
 from sse_kit.gunicorn import post_worker_init as _start_hubs
 from sse_kit.gunicorn import worker_exit as _stop_hubs
@@ -24,10 +24,15 @@ __all__ = ["post_fork", "post_request", "post_worker_init", "worker_exit"]
 
 # One process: without a backplane a hub reaches only its own worker's clients.
 workers = 1
+# examples/, where the ``demo`` package is (it is not installed): gunicorn puts it on
+# sys.path before it loads 'demo.app:create_app()', whatever the working directory.
+pythonpath = str(Path(__file__).resolve().parent.parent)
 
 
 def post_worker_init(worker: Any) -> None:
     """Start the app's hub (sse_kit's hook), then the demo's ticker, in this worker."""
+    from demo.app import demo_of  # importable once gunicorn has applied `pythonpath`
+
     _start_hubs(worker)
     demo = demo_of(getattr(worker, "wsgi", None))
     if demo is not None:
@@ -36,6 +41,8 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Stop the demo's threads, then the hubs (sse_kit's hook)."""
+    from demo.app import demo_of
+
     demo = demo_of(getattr(worker, "wsgi", None))
     if demo is not None:
         demo.stop()

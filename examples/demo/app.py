@@ -20,6 +20,7 @@ Routes:
 Every browser gets a random token in Flask's signed session cookie, and its
 client ID is ``browser:<token>``: the browser cannot choose it, and all tabs of
 one browser share it, so each of them sees that browser's job progress.
+"""
 
 # design:
 # The hub thread routes. Two kinds of demo thread publish to it: one ticker
@@ -30,7 +31,6 @@ one browser share it, so each of them sees that browser's job progress.
 # raises HubNotRunning), so SIGTERM ends them with the streams. Demo.start()
 # starts them in the worker process: from gunicorn_conf.post_worker_init under
 # gunicorn, else on the first request; never at import, never before a fork.
-"""
 
 from __future__ import annotations
 
