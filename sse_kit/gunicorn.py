@@ -121,6 +121,26 @@ def _gunicorn_version() -> str:
     return str(getattr(gunicorn, "__version__", "?"))
 
 
+def _protocols(cfg: Any) -> list[str]:
+    """gunicorn's ``http_protocols`` (gunicorn >= 25; before, HTTP/1 only)."""
+    try:
+        value = getattr(cfg, "http_protocols", None)
+    except Exception:  # an older gunicorn's Config raises for unknown settings
+        return []
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",") if p.strip()]
+    return [str(p) for p in value or []]
+
+
+def _speaks_http2(cfg: Any) -> bool:
+    """Whether gunicorn may negotiate HTTP/2: ``h2`` in ``http_protocols``, with
+    TLS (ALPN) or cleartext HTTP/2 switched on."""
+    if "h2" not in _protocols(cfg):
+        return False
+    cleartext = getattr(cfg, "http2_cleartext", "off")
+    return bool(getattr(cfg, "is_ssl", False)) or cleartext not in (None, False, "off")
+
+
 def _stop_then(
     hubs: Callable[[], list[Hub]], previous: Any
 ) -> Callable[[int, FrameType | None], None]:
@@ -189,7 +209,18 @@ def _start(worker: Any, hubs: list[Hub]) -> None:
     for hub in hubs:
         hub.start()
     worker.sse_kit_hubs = hubs
-    workers = getattr(getattr(worker, "cfg", None), "workers", 1)
+    cfg = getattr(worker, "cfg", None)
+    if _speaks_http2(cfg):
+        for hub in hubs:
+            hub.advise_once(
+                "http2", logging.WARNING,
+                "sse_kit: HTTP/2 is on (http_protocols=%s): gunicorn serves the requests of "
+                "one HTTP/2 connection one after another on one thread, and a browser sends "
+                "all of a page's requests over one connection, so while an EventSource "
+                "stream is open there, the page's other requests wait, and streams hold "
+                "their thread. Fix: terminate HTTP/2 at a proxy and speak HTTP/1.1 to "
+                "gunicorn (docs/deployment.md)", ",".join(_protocols(cfg)))
+    workers = getattr(cfg, "workers", 1)
     if isinstance(workers, int) and workers > 1 and getattr(worker, "age", 1) == 1:
         for hub in hubs:
             if hub.backplane is None:

@@ -12,6 +12,7 @@ leaves out every test that starts a server.
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,22 @@ def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
             return window
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl), for the
+    live tests of gunicorn's own TLS."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    except FileNotFoundError:
+        pytest.fail("openssl not found: the TLS tests make their certificate with it"
+                    " (Debian package openssl)", pytrace=False)
+    return cert, key

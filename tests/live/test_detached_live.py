@@ -19,7 +19,6 @@ import http.client
 import resource
 import ssl
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -391,24 +390,6 @@ def test_500_streams_beyond_worker_connections_50_all_get_events(
 
 
 # -- TLS in gunicorn: the parked path --------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key (openssl)."""
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    try:
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-    except FileNotFoundError:
-        pytest.fail("openssl not found: the TLS test makes its certificate with it"
-                    " (Debian package openssl)", pytrace=False)
-    return cert, key
 
 
 def test_tls_in_gunicorn_is_served_on_the_parked_path(

@@ -195,3 +195,19 @@ def test_the_redis_example_reaches_every_worker(
         finally:
             for raw in streams:
                 raw.close()
+
+
+def test_http2_in_gunicorn_is_told_at_boot(
+    gunicorn_server: Start, certificate: tuple[Path, Path]
+) -> None:
+    # gunicorn >= 25 negotiates HTTP/2 over TLS when asked; its worker serves one
+    # connection's requests one after another, which a page's EventSource freezes.
+    cert, key = certificate
+    server = gunicorn_server(APP, threads=2, worker_class=WORKER_CLASS, health_path=None,
+                             extra_args=["--certfile", str(cert), "--keyfile", str(key),
+                                         "--http-protocols", "h2,h1"])
+    advice = "sse_kit: HTTP/2 is on (http_protocols=h2,h1)"
+    wait_for(lambda: lines_of(server.log_text(), "WARNING", advice),
+             message="the HTTP/2 advice at boot")
+    assert "terminate HTTP/2 at a proxy" in server.log_text()
+    assert len(lines_of(server.log_text(), "WARNING", advice)) == 1
