@@ -25,6 +25,7 @@ before gunicorn forks its workers is safe to share.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -168,6 +169,25 @@ class RedisBackplane:
                 self._pid = os.getpid()
             return self._client
 
+    def _lost(self, exc: Exception) -> None:
+        """After a failed command: drop this process's publishing client and its
+        pool, unless Redis answered (a ``ResponseError``). A command that timed
+        out may leave its reply unread on a pooled connection, and the next
+        command would read that stale reply as its own: redis-py's Sentinel
+        connections keep the connection after a read error
+        (``SentinelManagedConnection.read_response``), so a publish after a
+        timeout would report another event's ID while its own was never added."""
+        if isinstance(exc, redis.ResponseError):
+            return
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            pool = getattr(client, "connection_pool", None)
+            with contextlib.suppress(Exception):
+                if pool is not None:
+                    pool.disconnect()
+                client.close()
+
     def close(self) -> None:
         """Release this process's publishing connections. Readers end with their hubs."""
         with self._lock:
@@ -194,6 +214,7 @@ class RedisBackplane:
         try:
             return bool(self._publisher().exists(self.stream))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._lost(exc)
             raise self._unavailable(exc) from exc
 
     # -- publishing --------------------------------------------------------------
@@ -249,6 +270,7 @@ class RedisBackplane:
             if None in ids:
                 raise redis.ResponseError(f"stream {self.stream!r} vanished while publishing")
         except redis.RedisError as exc:
+            self._lost(exc)
             raise self._unavailable(exc) from exc
         return [as_str(event_id) for event_id in ids]
 
@@ -285,6 +307,7 @@ class RedisBackplane:
                 return Replay(reset=reason)
             return Replay(entries=entries(xrange_rows(range_reply)))
         except redis.RedisError as exc:
+            self._lost(exc)
             log.warning("sse_kit.redis: cannot read the stream for a resume: %s", exc)
         except Exception:  # a reply we cannot read: the stream gets a reset, not a 500
             log.exception("sse_kit.redis: cannot read the stream for a resume")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -490,6 +492,44 @@ def test_through_sentinel(redis_server: Callable[..., RedisServer]) -> None:
     wait_for(found, message="the sentinel to know its master")
     follow_and_resume(RedisBackplane(lambda **kw: sentinel.master_for("mymaster", **kw),
                                      stream="myapp:sse"))
+
+
+def test_a_publish_after_a_timeout_through_sentinel_is_its_own(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    # A stalled master makes a publish time out. redis-py's Sentinel connection
+    # then keeps the unread reply; a publish that reused it read the previous
+    # command's reply: it reported success with another event's ID while its
+    # own event was never added (found by the chaos soak).
+    from redis.sentinel import MasterNotFoundError, Sentinel
+
+    master = redis_server()
+    monitor = redis_server(config=[f"sentinel monitor mymaster {master.host} {master.port} 1"],
+                           extra_args=["--sentinel"])
+    sentinel = Sentinel([(monitor.host, monitor.port)], socket_timeout=0.5)
+
+    def found() -> bool:
+        try:
+            return sentinel.discover_master("mymaster") == (master.host, master.port)
+        except MasterNotFoundError:
+            return False
+
+    wait_for(found, message="the sentinel to know its master")
+    backplane = RedisBackplane(lambda **kw: sentinel.master_for("mymaster", **kw),
+                               stream="t", timeout=0.5)
+    ids = [backplane.publish("*", b"data: 1\n\n")]
+    os.kill(master.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(BackplaneUnavailable, match="unreachable"):
+            backplane.publish("*", b"data: 2\n\n")
+    finally:
+        os.kill(master.pid, signal.SIGCONT)
+    ids += [backplane.publish("*", f"data: {n}\n\n".encode()) for n in (3, 4)]
+    stream = {entry_id.decode(): fields[b"b"] for entry_id, fields
+              in redis.Redis.from_url(master.url).xrange("t") if b"b" in fields}
+    # Each returned ID holds the event that was published with it.
+    assert [stream[i] for i in ids] == [b"data: 1\n\n", b"data: 3\n\n", b"data: 4\n\n"]
+    backplane.close()
 
 
 def test_through_a_cluster_with_a_hash_tagged_key(redis_server: Callable[..., RedisServer]) -> None:
