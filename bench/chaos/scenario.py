@@ -222,7 +222,8 @@ class Scenario:
             self.result.notes.append(
                 f"{name} seq {seq} missed by {streams} streams without a reset; publish"
                 f" returned entry {acked or '(not recorded)'}; the master on port {port}"
-                f" {'has it as ' + found[0] if found else 'does not have it'}"
+                f" {'has it as ' + found[0] if found else 'does not have it'};"
+                f" entry {acked} holds {bodies.get(str(acked), '(nothing)').strip()!r}"
                 f" (its stream: {len(rows)} entries, {rows[0][0].decode() if rows else '-'}"
                 f" .. {rows[-1][0].decode() if rows else '-'})")
 
