@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -101,15 +102,18 @@ class RedisSet:
                        message="Sentinel to promote the replica")
         del self.nodes[old]
         self._node(old, new)
+        # The next failover needs a replica in sync to promote.
+        wait_for(lambda: self._replicas(new) == 1, timeout=60,
+                 message="the old master to sync as the new one's replica")
         return old, new
 
-    def pause_master(self, seconds: float, wait: object) -> int:
+    def pause_master(self, seconds: float, wait: Callable[[float], object]) -> int:
         """SIGSTOP the master for *seconds*, then SIGCONT it; ``wait(seconds)`` sleeps."""
         port = self.master_port()
         pid = self.nodes[port].pid
         os.kill(pid, signal.SIGSTOP)
         try:
-            wait(seconds)  # type: ignore[operator]
+            wait(seconds)
         finally:
             os.kill(pid, signal.SIGCONT)
         return port
