@@ -269,7 +269,9 @@ class RedisBackplane:
                     ids[i] = event_id
             if None in ids:
                 raise redis.ResponseError(f"stream {self.stream!r} vanished while publishing")
-        except redis.RedisError as exc:
+        except (redis.RedisError, OSError, ValueError) as exc:
+            # OSError/ValueError: another thread's _lost() closed this client's
+            # connection under this command (the event may or may not be in).
             self._lost(exc)
             raise self._unavailable(exc) from exc
         return [as_str(event_id) for event_id in ids]
