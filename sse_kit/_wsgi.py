@@ -1,4 +1,13 @@
-"""serve_sse(): the WSGI response around one stream (gokit ``sse.ServeSSE``)."""
+"""serve_sse(): the WSGI response around one stream (gokit ``sse.ServeSSE``).
+
+A stream request goes through named steps, each once, the first refusal
+answering: :func:`check_request` (method, ``Accept``, origin, preflight), then
+the application's authorization and identification (the caller's, or
+:mod:`sse_kit.flask`'s ``authorize`` and ``client_id``), :func:`make_client`,
+:func:`register` (the hub's limits) and :func:`stream_response`.
+:func:`serve_sse` and the Flask blueprint compose the same steps; every
+refusal is built by :func:`refuse`.
+"""
 
 from __future__ import annotations
 
