@@ -21,16 +21,21 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from werkzeug.test import EnvironBuilder
 
 from sse_kit import Hub, serve_sse
-from sse_kit._wire import SSEDecoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests._decoder import SSEDecoder  # the tests' spec-exact decoder
 
 
 def _redis_binary() -> str:

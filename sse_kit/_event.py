@@ -73,11 +73,6 @@ class Event:
             data_to_text(self.data), event=self.event, id=self.id, retry=self.retry
         )
 
-    def encode_body(self) -> bytes:
-        """Encode the frame without its ``id`` line, to prepend one later with
-        ``encode_id_line()``; raises as :meth:`encode` does."""
-        return encode_fields(data_to_text(self.data), event=self.event, retry=self.retry)
-
 
 @dataclass(frozen=True)
 class ConnectedEvent:
@@ -120,10 +115,6 @@ class ConnectedEvent:
     def to_json(self) -> str:
         """:meth:`to_dict` as compact JSON, as sent on the wire."""
         return data_to_text(self.to_dict())
-
-    def to_event(self) -> Event:
-        """The ``connected`` :class:`Event` that carries this payload."""
-        return Event(self.to_dict(), event=EVENT_TYPE_CONNECTED)
 
 
 def encode_reset(reason: str, last_event_id: str | None, *, id: str | None = None) -> bytes:

@@ -132,11 +132,6 @@ class History(_Ring[int]):
         super().__init__(size=size, ttl=ttl, clock=clock, start=0)
         self.epoch = f"{time.time_ns() // 1_000_000:x}{secrets.randbelow(1 << 20):05x}"
 
-    @property
-    def last_seq(self) -> int:
-        """The *seq* of the newest broadcast (0 before the first)."""
-        return self.last_key
-
     def next_id(self) -> tuple[int, str]:
         """Take the next sequence number; return it and its event ID."""
         seq = self.last_key + 1

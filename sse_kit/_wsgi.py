@@ -1,4 +1,13 @@
-"""serve_sse(): the WSGI response around one stream (gokit ``sse.ServeSSE``)."""
+"""serve_sse(): the WSGI response around one stream (gokit ``sse.ServeSSE``).
+
+A stream request goes through named steps, each once, the first refusal
+answering: :func:`check_request` (method, ``Accept``, origin, preflight), then
+the application's authorization and identification (the caller's, or
+:mod:`sse_kit.flask`'s ``authorize`` and ``client_id``), :func:`make_client`,
+:func:`register` (the hub's limits) and :func:`stream_response`.
+:func:`serve_sse` and the Flask blueprint compose the same steps; every
+refusal is built by :func:`refuse`.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ from ._client import Client, ClientOption
 from ._connection import DETACH_KEY, Stream
 from ._cors import CORSPolicy
 from ._exceptions import HubFull, HubNotRunning
+from ._history import MAX_EVENT_ID_LENGTH
 from ._hub import Hub
 from ._socket import guard, peer_probe
 
@@ -31,8 +41,6 @@ STREAM_HEADERS: Final = (
     ("X-Accel-Buffering", "no"),  # nginx: do not buffer this response
 )
 _EVENT_STREAM_ACCEPTS: Final = frozenset({"text/event-stream", "*/*"})
-# A Last-Event-ID longer than this is not read (it is answered with a reset).
-MAX_LAST_EVENT_ID: Final = 256
 # The fix a refusal's one-time WARNING names, by HubFull.limit.
 _REFUSAL_FIX: Final = {
     "max_clients": "Raise Hub(max_clients=...) if the worker can take more",
@@ -47,18 +55,24 @@ _FROM_REQUEST: Final[Any] = object()  # sentinel: read Last-Event-ID from the re
 ENVIRON_MARK: Final = "sse_kit.stream_request"
 
 
-def _refuse(status: int, reason: str, **headers: str) -> Response:
-    """A one-line plain-text refusal; no stream is opened."""
-    return Response(reason + "\n", status=status, mimetype="text/plain", headers=headers)
-
-
 def refuse(
-    hub: Hub, environ: Mapping[str, Any], status: int, reason: str, counter: str,
+    hub: Hub,
+    environ: Mapping[str, Any],
+    status: int,
+    reason: str,
+    *,
+    counter: str | None,
+    cors: CORSPolicy | None = None,
     **headers: str,
 ) -> Response:
-    """:func:`_refuse`, counted in ``hub.stats()[counter]`` and logged."""
-    _note_refusal(hub, environ, status, reason, counter)
-    return _refuse(status, reason, **headers)
+    """The one answer to a request that opens no stream: *reason* as one line of
+    ``text/plain``, with *headers* and the CORS headers *cors* gives the request.
+    With a *counter*, it is counted in ``hub.stats()[counter]`` and logged (the
+    hub counts and logs its own refusals: ``counter=None``)."""
+    if counter is not None:
+        _note_refusal(hub, environ, status, reason, counter)
+    refusal = Response(reason + "\n", status=status, mimetype="text/plain", headers=headers)
+    return with_cors(refusal, environ, cors)
 
 
 def _note_refusal(
@@ -70,14 +84,15 @@ def _note_refusal(
              environ.get("PATH_INFO", ""), status, reason)
 
 
-def precheck(
+def check_request(
     hub: Hub, environ: Mapping[str, Any], cors: CORSPolicy | None = None
 ) -> Response | None:
-    """The answer to a request that cannot open a stream, whoever sends it:
-    a CORS preflight, a wrong method (``405``), an ``Accept`` that excludes
-    ``text/event-stream`` (``406``), or a disallowed origin (``403``); ``None``
-    for a request that may go on to authorization. Refusals carry the CORS
-    headers *cors* gives the request; a preflight answer carries its own."""
+    """Step 1 of every stream request: the answer to one that cannot open a
+    stream, whoever sends it: a CORS preflight, a wrong method (``405``), an
+    ``Accept`` that excludes ``text/event-stream`` (``406``), or a disallowed
+    origin (``403``); ``None`` for a request that may go on to authorization.
+    Refusals carry the CORS headers *cors* gives the request; a preflight
+    answer carries its own. It marks *environ* (:data:`ENVIRON_MARK`)."""
     if isinstance(environ, MutableMapping):
         environ[ENVIRON_MARK] = True
     method = environ.get("REQUEST_METHOD", "GET")
@@ -89,16 +104,14 @@ def precheck(
         return answer
     if method != "GET":
         allow = "GET, OPTIONS" if cors is not None else "GET"
-        refusal = refuse(hub, environ, 405, f"an event stream is opened with GET, not {method}",
-                         "rejected", Allow=allow)
-    elif (accept := environ.get("HTTP_ACCEPT")) and not _accepts_event_stream(accept):
-        refusal = refuse(hub, environ, 406, "this endpoint only serves text/event-stream",
-                         "rejected")
-    elif cors is not None and (why := cors.refusal(environ)) is not None:
-        refusal = refuse(hub, environ, 403, why, "rejected")
-    else:
-        return None
-    return with_cors(refusal, environ, cors)
+        return refuse(hub, environ, 405, f"an event stream is opened with GET, not {method}",
+                      counter="rejected", cors=cors, Allow=allow)
+    if (accept := environ.get("HTTP_ACCEPT")) and not _accepts_event_stream(accept):
+        return refuse(hub, environ, 406, "this endpoint only serves text/event-stream",
+                      counter="rejected", cors=cors)
+    if cors is not None and (why := cors.refusal(environ)) is not None:
+        return refuse(hub, environ, 403, why, counter="rejected", cors=cors)
+    return None
 
 
 def _accepts_event_stream(accept: str) -> bool:
@@ -132,7 +145,9 @@ def last_event_id_of(environ: Mapping[str, Any]) -> str | None:
             value = values[0] if values else None
     if value is None:
         return None
-    return str(value)[:MAX_LAST_EVENT_ID + 1]
+    # One character more than an ID can have, so that a longer one is still
+    # too long (and answered with a reset) without keeping all of it.
+    return str(value)[:MAX_EVENT_ID_LENGTH + 1]
 
 
 def serve_sse(
@@ -173,66 +188,116 @@ def serve_sse(
         neither a request nor a mapping, or *client_id* is not a ``str``.
     :raises ValueError: if *client_id* is empty.
     """
-    if not isinstance(hub, Hub):
-        raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
-    if isinstance(request_or_environ, Request):
-        environ: Mapping[str, Any] = request_or_environ.environ
-    elif isinstance(request_or_environ, Mapping):
-        environ = request_or_environ
-    else:
-        raise TypeError(
-            "request_or_environ must be a werkzeug Request or a WSGI environ, not "
-            f"{type(request_or_environ).__name__}"
-        )
-    if cors is not None and not isinstance(cors, CORSPolicy):
-        raise TypeError(f"cors must be a sse_kit.CORSPolicy, not {type(cors).__name__}")
-    refusal = precheck(hub, environ, cors)
+    environ = _environ_of(hub, request_or_environ, cors)
+    refusal = check_request(hub, environ, cors)
     if refusal is not None:
         return refusal
+    client = make_client(hub, environ, client_id, *options, metadata=metadata,
+                         session_id=session_id, user_id=user_id, last_event_id=last_event_id)
+    return open_stream(hub, environ, client, cors)
+
+
+def _environ_of(
+    hub: object, request_or_environ: object, cors: object
+) -> Mapping[str, Any]:
+    """The WSGI environ of *request_or_environ*, once serve_sse's arguments are
+    of the types it takes."""
+    if not isinstance(hub, Hub):
+        raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
+    if cors is not None and not isinstance(cors, CORSPolicy):
+        raise TypeError(f"cors must be a sse_kit.CORSPolicy, not {type(cors).__name__}")
+    if isinstance(request_or_environ, Request):
+        return request_or_environ.environ
+    if isinstance(request_or_environ, Mapping):
+        return request_or_environ
+    raise TypeError(
+        "request_or_environ must be a werkzeug Request or a WSGI environ, not "
+        f"{type(request_or_environ).__name__}"
+    )
+
+
+def make_client(
+    hub: Hub,
+    environ: Mapping[str, Any],
+    client_id: str,
+    *options: ClientOption,
+    metadata: Mapping[str, Any] | None = None,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    last_event_id: str | None = _FROM_REQUEST,
+) -> Client:
+    """The step after authorization and identification: the :class:`Client` of
+    an accepted request, resuming from its ``Last-Event-ID`` (unless
+    *last_event_id* overrides it) and watching its peer for a hang-up."""
     if last_event_id is _FROM_REQUEST:
         last_event_id = last_event_id_of(environ)
-    client = Client(
-        client_id,
-        *options,
-        metadata=metadata,
-        session_id=session_id,
-        user_id=user_id,
-        buffer=hub.client_buffer,
-        last_event_id=last_event_id,
-    )
+    client = Client(client_id, *options, metadata=metadata, session_id=session_id,
+                    user_id=user_id, buffer=hub.client_buffer, last_event_id=last_event_id)
     client._watch_peer(peer_probe(environ))
-    retry_after = str(max(1, round(hub.retry / 1000)))
+    return client
+
+
+def open_stream(
+    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None
+) -> Response:
+    """The last steps: register *client* and answer with its stream, or with
+    the hub's refusal (``429``/``503``) when it has no room."""
+    stream = register(hub, environ, client, cors)
+    if isinstance(stream, Response):
+        return stream
+    return with_cors(stream_response(stream), environ, cors)
+
+
+def register(
+    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None
+) -> Stream | Response:
+    """Register *client* with *hub* and build its :class:`Stream` (detached by
+    the server when it offers to, else holding its thread, said once per process);
+    the refusal when the hub is full or not running."""
     # The server's offer to hand the connection over after the first chunk
     # (sse_kit.gunicorn puts it there), unless the hub says never.
     detach = environ.get(DETACH_KEY) if hub.fast_path else None
     holds_thread = None if detach is not None else thread_limit(environ, hub.max_clients)
     try:
         reg = hub._register(client, holds_thread)
-    except HubFull as exc:
-        log.info("sse_kit: refused client %r: %s", client_id, exc)
-        hub.advise_once(f"refused:{exc.limit}", logging.WARNING,
-                        "sse_kit: refused a stream (%s): %s. %s", exc.limit, exc,
-                        _REFUSAL_FIX.get(exc.limit, ""))
-        status = 429 if exc.limit == "max_clients_per_id" else 503
-        return with_cors(_refuse(status, str(exc), **{"Retry-After": retry_after}), environ, cors)
-    except HubNotRunning as exc:
-        log.error("sse_kit: refused client %r: %s", client_id, exc)
-        refusal = _refuse(503, "the event hub is shutting down", **{"Retry-After": retry_after})
-        return with_cors(refusal, environ, cors)
+    except (HubFull, HubNotRunning) as exc:
+        return _hub_refusal(hub, environ, client, exc, cors)
     if detach is None:  # this stream will hold its thread: say why, once, with the fix
         hub.counters.add("parked")
         hub.advise_once(*parked_advice(environ, hub.fast_path))
     try:
-        stream = Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), detach=detach)
+        return Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), detach=detach)
     except BaseException:  # e.g. metadata that cannot be sent: do not leak the registration
         hub.unregister(client)
         raise
+
+
+def _hub_refusal(
+    hub: Hub, environ: Mapping[str, Any], client: Client, exc: HubFull | HubNotRunning,
+    cors: CORSPolicy | None,
+) -> Response:
+    # The hub counted it; said here with the fix, once per limit.
+    retry_after = str(max(1, round(hub.retry / 1000)))
+    if isinstance(exc, HubNotRunning):
+        log.error("sse_kit: refused client %r: %s", client.id, exc)
+        return refuse(hub, environ, 503, "the event hub is shutting down", counter=None,
+                      cors=cors, **{"Retry-After": retry_after})
+    log.info("sse_kit: refused client %r: %s", client.id, exc)
+    hub.advise_once(f"refused:{exc.limit}", logging.WARNING,
+                    "sse_kit: refused a stream (%s): %s. %s", exc.limit, exc,
+                    _REFUSAL_FIX.get(exc.limit, ""))
+    status = 429 if exc.limit == "max_clients_per_id" else 503
+    return refuse(hub, environ, status, str(exc), counter=None, cors=cors,
+                  **{"Retry-After": retry_after})
+
+
+def stream_response(stream: Stream) -> Response:
+    """The ``200`` response that streams *stream*."""
     # Built flat (headers added one by one, the status as text): werkzeug's own
     # Headers(list) and int-status paths nest generators and enum lookups, and
     # the deepest point of the request is stack a parked stream thread keeps.
     headers = Headers()
     for name, value in STREAM_HEADERS:
         headers.add(name, value)
-    response = Response(stream, status="200 OK", headers=headers, content_type=CONTENT_TYPE,
-                        direct_passthrough=True)
-    return with_cors(response, environ, cors)
+    return Response(stream, status="200 OK", headers=headers, content_type=CONTENT_TYPE,
+                    direct_passthrough=True)

@@ -19,20 +19,21 @@ Routes, under the blueprint's ``url_prefix``: ``GET /`` the stream,
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from flask import Blueprint, Flask, Request, request, send_file
+from flask import Blueprint, Request, request, send_file
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from ._cors import CORSPolicy
 from ._hub import Hub
-from ._wsgi import precheck, refuse, serve_sse, with_cors
+from ._wsgi import check_request, make_client, open_stream, refuse
 
 __all__ = ["SSEKitExtension", "anonymous_client_id", "create_blueprint"]
 
@@ -78,12 +79,6 @@ def _one_line(text: object, default: str) -> str:
     if len(line) > _MAX_REASON:  # cut at a word, and say so
         line = line[: _MAX_REASON - 3].rsplit(" ", 1)[0] + "..."
     return line or default
-
-
-def get_extension(app: Flask) -> SSEKitExtension | None:
-    """The app's :class:`SSEKitExtension`, if a blueprint was registered."""
-    ext = app.extensions.get("sse_kit")
-    return ext if isinstance(ext, SSEKitExtension) else None
 
 
 def create_blueprint(
@@ -134,6 +129,28 @@ def create_blueprint(
         set without *cors_origins*.
     :raises ImportError: if *metrics* is true and prometheus_client is missing.
     """
+    cors = _checked_options(hub, client_id, metadata, authorize, cors_origins,
+                            cors_credentials, cors_max_age)
+    bp = Blueprint(name, __name__)
+    bp.record_once(functools.partial(_remember, hub))
+    endpoint = _StreamEndpoint(hub, cors, client_id, metadata, authorize)
+    bp.add_url_rule("/", "stream", endpoint, methods=_METHODS, provide_automatic_options=False)
+    bp.add_url_rule("/sse_kit.js", "script", _script, methods=["GET"])
+    if metrics:
+        _add_metrics(bp, hub, name)
+    return bp
+
+
+def _checked_options(
+    hub: object,
+    client_id: object,
+    metadata: object,
+    authorize: object,
+    cors_origins: Iterable[str] | None,
+    cors_credentials: bool,
+    cors_max_age: int,
+) -> CORSPolicy | None:
+    """create_blueprint's arguments checked; the CORS policy they make, if any."""
     if not isinstance(hub, Hub):
         raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
     if not callable(client_id):
@@ -142,62 +159,82 @@ def create_blueprint(
         raise TypeError("metadata must be a mapping or a callable (request) -> mapping")
     if authorize is not None and not callable(authorize):
         raise TypeError("authorize must be a callable (request) -> bool | str")
-    cors: CORSPolicy | None = None
     if cors_origins is not None:
-        cors = CORSPolicy(cors_origins, credentials=cors_credentials, max_age=cors_max_age)
-    elif cors_credentials:
+        return CORSPolicy(cors_origins, credentials=cors_credentials, max_age=cors_max_age)
+    if cors_credentials:
         raise ValueError("cors_credentials=True needs cors_origins")
-    bp = Blueprint(name, __name__)
+    return None
 
-    @bp.record_once
-    def _remember(state: BlueprintSetupState) -> None:
-        ext = state.app.extensions.setdefault("sse_kit", SSEKitExtension([]))
-        if hub not in ext.hubs:
-            ext.hubs.append(hub)
 
-    def identify() -> Response | str:
-        """The client ID, or the refusal from authorize/client_id."""
-        environ = request.environ
-        try:
-            if authorize is not None:
-                verdict = authorize(request)
-                if verdict is not True:
-                    if verdict is False or isinstance(verdict, str):
-                        reason = _one_line(verdict or "", "forbidden")
-                        return refuse(hub, environ, 403, reason, "forbidden")
-                    raise TypeError(
-                        f"authorize must return True, False or a str, not {verdict!r}"
-                    )
-            return client_id(request)
-        except HTTPException as exc:
-            status = exc.code or 403
-            reason = _one_line(exc.description, exc.name)
-            return refuse(hub, environ, status, reason, "forbidden" if status in (401, 403)
-                          else "rejected")
+def _remember(hub: Hub, state: BlueprintSetupState) -> None:
+    ext = state.app.extensions.setdefault("sse_kit", SSEKitExtension([]))
+    if hub not in ext.hubs:
+        ext.hubs.append(hub)
 
-    @bp.route("/", methods=_METHODS, provide_automatic_options=False)
-    def stream() -> Response:
-        environ = request.environ
-        refusal = precheck(hub, environ, cors)
+
+@dataclass(frozen=True)
+class _StreamEndpoint:
+    """The ``GET /`` view: the request pipeline, each step once, the first
+    refusal answering."""
+
+    hub: Hub
+    cors: CORSPolicy | None
+    client_id: ClientIdFactory
+    metadata: Mapping[str, Any] | MetadataFactory | None
+    authorize: Authorize | None
+
+    def __call__(self) -> Response:
+        hub, environ, cors = self.hub, request.environ, self.cors
+        refusal = check_request(hub, environ, cors)
+        if refusal is None:
+            refusal = self._authorize()
         if refusal is not None:
             return refusal
-        cid = identify()
+        cid = self._identify()
         if isinstance(cid, Response):
-            return with_cors(cid, environ, cors)
-        meta = metadata(request) if callable(metadata) else metadata
-        return serve_sse(hub, request, cid, metadata=meta, cors=cors)
+            return cid
+        meta = self.metadata(request) if callable(self.metadata) else self.metadata
+        return open_stream(hub, environ, make_client(hub, environ, cid, metadata=meta), cors)
 
-    @bp.get("/sse_kit.js")
-    def script() -> Response:
-        return send_file(SSE_KIT_JS, mimetype="text/javascript", max_age=_JS_MAX_AGE)
+    def _authorize(self) -> Response | None:
+        """The refusal *authorize* gives this request, if any."""
+        if self.authorize is None:
+            return None
+        try:
+            verdict = self.authorize(request)
+        except HTTPException as exc:
+            return self._refuse_http(exc)
+        if verdict is True:
+            return None
+        if verdict is False or isinstance(verdict, str):
+            return refuse(self.hub, request.environ, 403, _one_line(verdict or "", "forbidden"),
+                          counter="forbidden", cors=self.cors)
+        raise TypeError(f"authorize must return True, False or a str, not {verdict!r}")
 
-    if metrics:
-        from .prometheus import CONTENT_TYPE, HubMetrics  # the optional extra
+    def _identify(self) -> str | Response:
+        """The request's client ID, or the refusal *client_id* raised."""
+        try:
+            return self.client_id(request)
+        except HTTPException as exc:
+            return self._refuse_http(exc)
 
-        exporter = HubMetrics(hub, hub_label=name)
+    def _refuse_http(self, exc: HTTPException) -> Response:
+        status = exc.code or 403
+        counter = "forbidden" if status in (401, 403) else "rejected"
+        return refuse(self.hub, request.environ, status, _one_line(exc.description, exc.name),
+                      counter=counter, cors=self.cors)
 
-        @bp.get("/metrics", endpoint="metrics")
-        def metrics_text() -> Response:
-            return Response(exporter.render(), mimetype=None, content_type=CONTENT_TYPE)
 
-    return bp
+def _script() -> Response:
+    return send_file(SSE_KIT_JS, mimetype="text/javascript", max_age=_JS_MAX_AGE)
+
+
+def _add_metrics(bp: Blueprint, hub: Hub, name: str) -> None:
+    from .prometheus import CONTENT_TYPE, HubMetrics  # the optional extra
+
+    exporter = HubMetrics(hub, hub_label=name)
+
+    def metrics_text() -> Response:
+        return Response(exporter.render(), mimetype=None, content_type=CONTENT_TYPE)
+
+    bp.add_url_rule("/metrics", "metrics", metrics_text, methods=["GET"])

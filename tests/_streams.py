@@ -10,7 +10,7 @@ from typing import Any
 from werkzeug.test import EnvironBuilder
 
 from sse_kit import Hub, serve_sse
-from sse_kit._wire import DecodedEvent, SSEDecoder
+from tests._decoder import DecodedEvent, SSEDecoder
 
 
 def environ(path: str = "/events", **headers: str) -> dict[str, Any]:

@@ -23,9 +23,10 @@ from gunicorn.http.parser import RequestParser  # type: ignore[import-untyped]
 from sse_kit import Hub, serve_sse
 from sse_kit._connection import DETACH_KEY
 from sse_kit._detach import REDACTED, _detach, detaching, layout_problem
-from sse_kit._wire import LAST_CHUNK, decode, encode_retry, frame_chunk
+from sse_kit._wire import LAST_CHUNK, encode_retry, frame_chunk
 from sse_kit.flask import create_blueprint
 from sse_kit.gunicorn import find_hubs
+from tests._decoder import decode
 from tests._live import RawStream, wait_for
 
 STREAM_REQUEST = (b"GET /events?token=secret HTTP/1.1\r\nHost: test\r\n"

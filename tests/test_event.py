@@ -17,7 +17,6 @@ from sse_kit._event import (
     ConnectedEvent,
     Event,
 )
-from sse_kit._wire import encode_id_line
 
 
 def test_event_type_constants() -> None:
@@ -70,21 +69,17 @@ def test_event_data_that_cannot_be_encoded_fails_at_encode(
     event = Event(data)
     with pytest.raises(error, match=r"\bdata\b"):
         event.encode()
-    with pytest.raises(error, match=r"\bdata\b"):
-        event.encode_body()
 
 
 def test_event_encode() -> None:
     event = Event({"n": 1}, event="update", id="1-7", retry=2000)
     assert event.encode() == b'id: 1-7\nevent: update\nretry: 2000\ndata: {"n":1}\n\n'
-    assert event.encode_body() == b'event: update\nretry: 2000\ndata: {"n":1}\n\n'
-    assert encode_id_line("1-7") + event.encode_body() == event.encode()
 
 
 def test_event_defaults() -> None:
     event = Event("hi")
     assert (event.event, event.id, event.retry) == (None, None, None)
-    assert event.encode() == event.encode_body() == b"data: hi\n\n"
+    assert event.encode() == b"data: hi\n\n"
 
 
 def test_event_is_frozen_and_slotted() -> None:
@@ -124,12 +119,6 @@ def test_connected_event_to_dict(kwargs: dict[str, Any], expected: dict[str, Any
 def test_connected_event_to_json_is_compact_and_ordered() -> None:
     connected = ConnectedEvent("c1", user_id="ü", metadata={"role": "admin"})
     assert connected.to_json() == '{"client_id":"c1","user_id":"ü","metadata":{"role":"admin"}}'
-
-
-def test_connected_event_to_event() -> None:
-    event = ConnectedEvent("c1", session_id="s").to_event()
-    assert event == Event({"client_id": "c1", "session_id": "s"}, event=EVENT_TYPE_CONNECTED)
-    assert event.encode() == b'event: connected\ndata: {"client_id":"c1","session_id":"s"}\n\n'
 
 
 def test_connected_event_metadata_default_is_not_shared() -> None:

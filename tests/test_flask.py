@@ -10,8 +10,8 @@ from flask import Flask, session
 
 import sse_kit
 from sse_kit import Hub
-from sse_kit._wire import SSEDecoder
-from sse_kit.flask import create_blueprint, get_extension
+from sse_kit.flask import SSEKitExtension, create_blueprint
+from tests._decoder import SSEDecoder
 
 
 @pytest.fixture
@@ -65,9 +65,8 @@ def test_extension_records_the_hub(hub: Hub) -> None:
     app = Flask(__name__)
     app.register_blueprint(create_blueprint(hub, name="a"), url_prefix="/a")
     app.register_blueprint(create_blueprint(hub, name="b"), url_prefix="/b")
-    ext = get_extension(app)
-    assert ext is not None and ext.hubs == [hub] and ext.hub is hub
-    assert app.extensions["sse_kit"] is ext
+    ext = app.extensions["sse_kit"]
+    assert isinstance(ext, SSEKitExtension) and ext.hubs == [hub] and ext.hub is hub
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from sse_kit import Client, EventTooLarge, Hub, HubFull, serve_sse
 from sse_kit._client import CUT, DISCONNECT, DROPPED, OFFERED, SLOW
-from sse_kit._wire import decode
+from sse_kit._history import MAX_EVENT_ID_LENGTH
 from sse_kit._wsgi import last_event_id_of
+from tests._decoder import decode
 from tests._streams import Reader, environ
 
 
@@ -143,7 +144,7 @@ def test_disconnect_counts_and_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_last_event_id_is_capped_and_garbage_gets_a_reset() -> None:
     long = "1" * 10_000
-    assert last_event_id_of(environ(**{"Last-Event-ID": long})) == long[:257]
+    assert last_event_id_of(environ(**{"Last-Event-ID": long})) == long[: MAX_EVENT_ID_LENGTH + 1]
     with Hub() as hub:
         for garbage in ["", "-", "x" * 300, "\x00\xff", "\u0661-\u0662", "a-99999999999999999999"]:
             reader = Reader(hub, "c", last_event_id=garbage)

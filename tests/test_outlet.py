@@ -21,7 +21,8 @@ import pytest
 
 from sse_kit import Hub, serve_sse
 from sse_kit._connection import DETACH_KEY, Stream
-from sse_kit._wire import LAST_CHUNK, DecodedEvent, decode, encode_retry, frame_chunk
+from sse_kit._wire import LAST_CHUNK, encode_retry, frame_chunk
+from tests._decoder import DecodedEvent, decode
 from tests._live import ChunkedDecoder, wait_for
 from tests._streams import environ
 

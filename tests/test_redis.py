@@ -14,8 +14,9 @@ import pytest
 import redis
 
 from sse_kit import Backplane, BackplaneUnavailable, Broadcaster, Hub, InvalidPattern, serve_sse
-from sse_kit._wire import SSEDecoder, encode_fields
+from sse_kit._wire import encode_fields
 from sse_kit.redis import RedisBackplane
+from tests._decoder import SSEDecoder
 from tests._live import LOOPBACK, RedisServer, free_port, wait_for
 from tests._streams import Reader, environ
 

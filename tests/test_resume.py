@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from sse_kit import Hub, serve_sse
-from sse_kit._wire import decode
+from tests._decoder import decode
 from tests._streams import Reader, environ
 
 

@@ -11,16 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sse_kit._wire import (
-    DecodedEvent,
-    SSEDecoder,
-    data_to_text,
-    decode,
-    encode_comment,
-    encode_fields,
-    encode_id_line,
-    encode_retry,
-)
+from sse_kit._wire import data_to_text, encode_comment, encode_fields, encode_id_line, encode_retry
+from tests._decoder import DecodedEvent, SSEDecoder, decode
 
 
 def frame(data: object, **fields: Any) -> bytes:

@@ -8,7 +8,7 @@ import pytest
 from werkzeug.test import Client as WerkzeugClient
 
 from sse_kit import Hub, serve_sse, with_user_id
-from sse_kit._wire import SSEDecoder
+from tests._decoder import SSEDecoder
 from tests._live import wait_for
 from tests._streams import environ
 

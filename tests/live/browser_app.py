@@ -17,7 +17,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from sse_kit.flask import get_extension
+from sse_kit.flask import SSEKitExtension
 from tests.live.apps import create_app as create_base_app
 
 PAGE = """<!doctype html>
@@ -61,8 +61,8 @@ if (params.get("mode") === "helper") {
 def create_app() -> Flask:
     """:func:`tests.live.apps.create_app` with ``/page`` and ``/kick``."""
     app = create_base_app()
-    ext = get_extension(app)
-    assert ext is not None
+    ext = app.extensions["sse_kit"]
+    assert isinstance(ext, SSEKitExtension)
     hub = ext.hub
 
     @app.get("/page")

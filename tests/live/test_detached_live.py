@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sse_kit._wire import decode
+from tests._decoder import decode
 from tests._live import GunicornServer, RawStream, process_alive, wait_for
 from tests.live._helpers import APP, CONF, Start, publish, stats
 from tests.live._secure import proc_status

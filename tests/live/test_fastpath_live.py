@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sse_kit._wire import decode
+from tests._decoder import decode
 from tests._live import GunicornServer, RawStream, wait_for
 from tests.live.test_stream_live import APP, CONF, publish, stats, wait_clients
 

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sse_kit._wire import decode
+from tests._decoder import decode
 from tests._live import GunicornServer, RawStream, wait_for
 from tests.live._secure import Start, proc_status, publish, start, stats, wait_clients
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sse_kit._wire import decode
+from tests._decoder import decode
 from tests._live import GunicornServer, RawStream, wait_for
 from tests.live._helpers import APP, CONF, Start, publish
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from sse_kit._wire import decode
+from tests._decoder import decode
 from tests._live import GunicornServer, RawStream
 from tests._sseclient import SSEClient
 from tests.live import _helpers

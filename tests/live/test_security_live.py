@@ -9,7 +9,7 @@ import httpx
 import pytest
 from flask import Flask
 
-from sse_kit._wire import decode
+from tests._decoder import decode
 from tests.live._secure import (
     Start,
     login,

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from sse_kit._wire import decode
+from tests._decoder import decode
 from tests._live import RawStream, wait_for
 from tests._sseclient import SSEClient
 from tests.live._helpers import APP, CONF, Start, publish, start, stats, wait_clients
