@@ -1,0 +1,189 @@
+"""The hub's inbox: the commands other threads hand the hub thread, and the loop
+that runs them (see the ``design`` note in :mod:`sse_kit._hub`)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._backplane import Entry
+from ._client import Client
+from ._exceptions import HubNotRunning
+from ._receipt import Receipt
+from ._router import BATCH_BYTES, BATCH_EVENTS, Router, _Catchup, _Registration, signal
+
+__all__ = [
+    "STOP", "Call", "Command", "Deliver", "Inbox", "Publish", "Rebase", "Register",
+    "Resumed", "Unregister", "abandon_all", "serve",
+]
+
+log = logging.getLogger("sse_kit._hub")
+
+
+class Command:
+    """Work for the hub thread; :meth:`run` there, or :meth:`abandon` if it stopped."""
+
+    __slots__ = ()
+
+    def run(self, router: Router) -> None:
+        """Do it, on the hub thread."""
+
+    def abandon(self) -> None:
+        """The hub stopped before running it: answer whoever waits for it."""
+
+
+@dataclass(slots=True)
+class Publish(Command):
+    """A local broadcast: *body* is the encoded event without its ``id:`` line."""
+
+    pattern: str
+    body: bytes
+    receipt: Receipt
+
+    def run(self, router: Router) -> None:
+        publish(router, (self,))
+
+    def abandon(self) -> None:
+        self.receipt._settle(None)  # not routed: the hub stopped first
+
+
+@dataclass(slots=True)
+class Register(Command):
+    """A new stream; its request thread waits on ``reg.done``."""
+
+    reg: _Registration
+
+    def run(self, router: Router) -> None:
+        router.register(self.reg)
+
+    def abandon(self) -> None:
+        self.reg.error = HubNotRunning("the hub stopped")
+        self.reg.done.release()
+
+
+@dataclass(slots=True)
+class Unregister(Command):
+    """A stream that ended (or a client removed)."""
+
+    client: Client
+
+    def run(self, router: Router) -> None:
+        router.unregister(self.client)
+
+
+@dataclass(slots=True)
+class Call(Command):
+    """Run *fn* on the hub thread; the caller waits on :attr:`done` for :attr:`result`
+    (*result* is the caller's default until then)."""
+
+    fn: Callable[[], Any]
+    result: Any
+    done: threading.Lock = field(default_factory=signal)  # released once, when answered
+
+    def run(self, router: Router) -> None:
+        try:
+            self.result = self.fn()
+        finally:  # the caller must not wait forever for a call that failed
+            self.done.release()
+
+    def abandon(self) -> None:
+        self.done.release()
+
+
+@dataclass(slots=True)
+class Deliver(Command):
+    """Entries a backplane reader read, in log order."""
+
+    entries: Sequence[Entry]
+
+    def run(self, router: Router) -> None:
+        router.deliver(self.entries)
+
+
+@dataclass(slots=True)
+class Rebase(Command):
+    """The backplane reader continues after *position* (*reason*: why events may
+    have been missed, or ``None``)."""
+
+    position: str
+    reason: str | None
+
+    def run(self, router: Router) -> None:
+        router.rebase(self.position, self.reason)
+
+
+@dataclass(slots=True)
+class Resumed(Command):
+    """A resume read from the backplane is in its registration: release what was held."""
+
+    catchup: _Catchup
+
+    def run(self, router: Router) -> None:
+        router.resumed(self.catchup)
+
+
+Inbox = queue.SimpleQueue[Command]
+
+# Leave the loop (put by Hub.stop(); a plain command, so a signal handler may put it).
+STOP: Final = Command()
+
+
+def publish(router: Router, batch: Sequence[Publish]) -> None:
+    """Route *batch* (broadcasts to one pattern) and answer each receipt."""
+    matched: int | None = None
+    try:
+        matched = router.publish(batch[0].pattern, [p.body for p in batch])
+    finally:  # a caller waiting on a receipt is answered whatever happened
+        for p in batch:
+            p.receipt._settle(matched)
+
+
+def _gather(inbox: Inbox, first: Publish) -> tuple[list[Publish], Command | None]:
+    """*first* and the broadcasts to its pattern right behind it in *inbox* (only
+    those already there: nothing waits); also the first other command taken
+    from the inbox, which must run next, or ``None``."""
+    batch, size, pattern = [first], len(first.body), first.pattern
+    while len(batch) < BATCH_EVENTS and size < BATCH_BYTES:
+        try:
+            command = inbox.get_nowait()
+        except queue.Empty:
+            return batch, None
+        if type(command) is not Publish or command.pattern != pattern:
+            return batch, command
+        batch.append(command)
+        size += len(command.body)
+    return batch, None
+
+
+def serve(inbox: Inbox, router: Router) -> None:
+    """Run the commands in *inbox*, in arrival order, until :data:`STOP`."""
+    command: Command | None = None  # taken from the inbox, not run yet
+    while True:
+        current = command if command is not None else inbox.get()
+        command = None
+        if current is STOP:
+            return
+        try:
+            if type(current) is Publish:
+                # Broadcasts to the same pattern already waiting behind this one
+                # go out together: one write per fast-path client, not one each.
+                batch, command = _gather(inbox, current)
+                publish(router, batch)
+            else:
+                current.run(router)
+        except Exception:  # a bug must not take every stream down with it
+            log.exception("sse_kit hub: %s failed", type(current).__name__)
+
+
+def abandon_all(inbox: Inbox) -> None:
+    """Answer whoever waits on a command still in *inbox* (the hub stopped)."""
+    while True:
+        try:
+            command = inbox.get_nowait()
+        except queue.Empty:
+            return
+        command.abandon()
