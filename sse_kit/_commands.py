@@ -10,15 +10,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._backplane import Entry
+from ._backplane import Backplane, Entry, Feed
 from ._client import Client
 from ._exceptions import HubNotRunning
+from ._history import Resume
+from ._patterns import compile_pattern
 from ._receipt import Receipt
 from ._router import BATCH_BYTES, BATCH_EVENTS, Router, _Catchup, _Registration, signal
+from ._stats import Counters
+from ._wire import with_id
 
 __all__ = [
     "STOP", "Call", "Command", "Deliver", "Inbox", "Publish", "Rebase", "Register",
-    "Resumed", "Unregister", "abandon_all", "serve",
+    "Resumed", "Unregister", "abandon_all", "catch_up", "feed", "serve",
 ]
 
 log = logging.getLogger("sse_kit._hub")
@@ -177,6 +181,40 @@ def serve(inbox: Inbox, router: Router) -> None:
                 current.run(router)
         except Exception:  # a bug must not take every stream down with it
             log.exception("sse_kit hub: %s failed", type(current).__name__)
+
+
+def feed(inbox: Inbox, counters: Counters) -> Feed:
+    """Where a backplane reader hands what it reads: straight into *inbox*."""
+    return Feed(
+        deliver=lambda entries: inbox.put(Deliver(entries)),
+        rebase=lambda position, reason: inbox.put(Rebase(position, reason)),
+        counters=counters,
+    )
+
+
+def catch_up(inbox: Inbox, reg: _Registration, backplane: Backplane, counters: Counters) -> None:
+    """On the request thread: read the resume the stream history could not serve
+    from the log into *reg*, then hand ``reg.catchup`` back to the hub thread
+    (:meth:`Router.resumed`), which holds live events for the client until then."""
+    catchup = reg.catchup
+    assert catchup is not None
+    try:
+        replay = backplane.replay(reg.client.last_event_id or "")
+        if replay.reset is not None:
+            reg.resume = Resume(reset=replay.reset)
+            reg.position = catchup.fallback
+            catchup.threshold = (0, 0)
+            counters.add("resets")
+            return
+        client_id, frames = reg.client.id, []
+        for event_id, key, pattern, body in replay.entries:
+            catchup.threshold = max(catchup.threshold, key)
+            if compile_pattern(pattern).matches(client_id):
+                frames.append(with_id(event_id, body))
+        reg.resume = Resume(frames=tuple(frames))
+        counters.add_many(resumed=1, replayed=len(frames))
+    finally:
+        inbox.put(Resumed(catchup))
 
 
 def abandon_all(inbox: Inbox) -> None:

@@ -55,26 +55,26 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from ._advice import Advisor
-from ._backplane import Backplane, BackplaneReader, Feed
-from ._client import CLOSED, DISCONNECT, DROP, KICKED, Client, SlowClientPolicy
+from ._backplane import Backplane, BackplaneReader
+from ._client import CLOSED, DISCONNECT, DROP, Client, SlowClientPolicy
 from ._commands import (
     STOP,
     Call,
-    Deliver,
     Inbox,
     Publish,
-    Rebase,
     Register,
-    Resumed,
     Unregister,
     abandon_all,
+    catch_up,
+    feed,
     serve,
 )
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
+from ._options import check_int, check_seconds
 from ._outlet import Outlet
 from ._patterns import compile_pattern, validate_pattern
 from ._receipt import Receipt
-from ._router import MIB, Router, _Registration, catch_up
+from ._router import MIB, Router, _Registration
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
 
@@ -90,22 +90,10 @@ _POLL: Final = 0.5
 _OUTLET_CLOSE: Final = 5.0
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
 def _check_client(client: object) -> None:
     # A wrong type must fail here, in the caller, not later on the hub thread.
     if not isinstance(client, Client):
         raise TypeError(f"client must be a sse_kit.Client, not {type(client).__name__}")
-
-
-def _check_seconds(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
-    if value == float("inf"):
-        raise ValueError(f"{name} must be finite; use None for no limit, got {value!r}")
 
 
 class Hub:
@@ -178,26 +166,22 @@ class Hub:
         fast_path: bool = True,
         json_default: Callable[[Any], Any] | None = None,
     ) -> None:
-        _check_int("client_buffer", client_buffer, 1)
-        _check_seconds("keepalive_interval", keepalive_interval)
-        if max_clients is not None:
-            _check_int("max_clients", max_clients, 1)
-        _check_int("history_size", history_size, 0)
-        _check_seconds("history_ttl", history_ttl)
+        check_int("client_buffer", client_buffer, 1)
+        check_seconds("keepalive_interval", keepalive_interval)
+        check_int("max_clients", max_clients, 1, optional=True)
+        check_int("history_size", history_size, 0)
+        check_seconds("history_ttl", history_ttl)
         if slow_client is None:
             slow_client = DISCONNECT if history_size or backplane is not None else DROP
         if slow_client not in (DISCONNECT, DROP):
             raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
-        _check_int("retry", retry, 0)
-        _check_int("shutdown_retry", shutdown_retry, 0)
-        if max_clients_per_id is not None:
-            _check_int("max_clients_per_id", max_clients_per_id, 1)
-        _check_int("max_event_size", max_event_size, 1)
-        _check_int("client_buffer_bytes", client_buffer_bytes, 1)
-        if max_age is not None:
-            _check_seconds("max_age", max_age)
-        if write_timeout is not None:
-            _check_seconds("write_timeout", write_timeout)
+        check_int("retry", retry, 0)
+        check_int("shutdown_retry", shutdown_retry, 0)
+        check_int("max_clients_per_id", max_clients_per_id, 1, optional=True)
+        check_int("max_event_size", max_event_size, 1)
+        check_int("client_buffer_bytes", client_buffer_bytes, 1)
+        check_seconds("max_age", max_age, optional=True)
+        check_seconds("write_timeout", write_timeout, optional=True)
         if backplane is not None and not isinstance(backplane, Backplane):
             raise ValueError(f"backplane must implement sse_kit.Backplane, got {backplane!r}")
         if not isinstance(fast_path, bool):
@@ -242,18 +226,7 @@ class Hub:
     def _reset(self) -> None:
         """Fresh routing state (at construction, after stop, after fork)."""
         self._inbox: Inbox = queue.SimpleQueue()
-        self._router = Router(
-            counters=self.counters,
-            history_size=self.history_size,
-            history_ttl=self.history_ttl,
-            slow_client=self.slow_client,
-            max_clients=self.max_clients,
-            max_clients_per_id=self.max_clients_per_id,
-            client_buffer_bytes=self.client_buffer_bytes,
-            max_event_size=self.max_event_size,
-            json_default=self.json_default,
-            follows_backplane=self.backplane is not None,
-        )
+        self._router = Router(self)
         self._reader: BackplaneReader | None = None
         # The thread that serves detached streams (sse_kit._outlet); started by
         # the first stream that detaches, closed when the hub stops.
@@ -369,12 +342,7 @@ class Hub:
         """Start the backplane's reader for this run; outside _state_lock, as it may
         wait up to the backplane's timeout for a first contact."""
         if self.backplane is not None:
-            inbox = self._inbox
-            self._reader = self.backplane.start_reader(Feed(
-                deliver=lambda entries: inbox.put(Deliver(entries)),
-                rebase=lambda position, reason: inbox.put(Rebase(position, reason)),
-                counters=self.counters,
-            ))
+            self._reader = self.backplane.start_reader(feed(self._inbox, self.counters))
 
     def _loop(self) -> None:
         try:
@@ -512,10 +480,7 @@ class Hub:
             raise reg.error
         if reg.catchup is not None:  # the history could not serve it: read the log
             assert self.backplane is not None
-            try:
-                catch_up(reg, self.backplane, self.counters)
-            finally:  # the hub thread holds live events for this client until then
-                self._inbox.put(Resumed(reg.catchup))
+            catch_up(self._inbox, reg, self.backplane, self.counters)
         return reg
 
     def unregister(self, client: Client) -> None:
@@ -538,11 +503,7 @@ class Hub:
         :raises InvalidPattern: if *pattern* is empty or not a ``str``.
         """
         compiled = compile_pattern(pattern)
-
-        def kick() -> int:
-            return sum(c._finish(KICKED) for c in list(self._router.index.match(compiled)))
-
-        n = self._call(kick, 0)
+        n = self._call(lambda: self._router.kick(compiled), 0)
         if n:
             self.counters.add("kicked", n)
         log.info("sse_kit: disconnect(%r) ended %d stream(s)", pattern, n)
@@ -584,12 +545,7 @@ class Hub:
         """
         if not isinstance(client_id, str):
             raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
-
-        def newest() -> Client | None:
-            same = self._router.index.with_id(client_id)
-            return same[-1] if same else None
-
-        return self._call(newest, None)
+        return self._call(lambda: self._router.newest(client_id), None)
 
     def clients(self, pattern: str = "*") -> list[Client]:
         """The connections whose ID matches *pattern*."""

@@ -13,7 +13,7 @@ is locked. Other threads reach a :class:`Router` only through the hub's inbox
 # then _route() matches its pattern and _deliver() offers it to the clients, a
 # run of events to one pattern as one batch (a detached stream gets it in one
 # write). A resume the stream history cannot serve is read from the backplane's
-# log by the request thread (catch_up(), never the hub thread): the client is
+# log by the request thread (_commands.catch_up, never the hub thread): the client is
 # registered first, and until the read is done the router *holds* the live
 # events for it; then it releases those newer than the last replayed ID and
 # drops the rest, and keeps dropping live events up to that ID until the reader
@@ -26,10 +26,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ._backplane import Backplane, Entry
-from ._client import CLOSED, SHUTDOWN, Client, SlowClientPolicy, deliver
+from ._client import CLOSED, KICKED, SHUTDOWN, Client, SlowClientPolicy, deliver
 from ._event import encode_reset
 from ._exceptions import HubFull
 from ._history import (
@@ -45,7 +45,7 @@ from ._patterns import ClientIndex, Pattern, compile_pattern
 from ._stats import Counters
 from ._wire import with_id
 
-__all__ = ["Router", "_Catchup", "_Registration", "catch_up", "signal"]
+__all__ = ["Router", "Settings", "_Catchup", "_Registration", "signal"]
 
 log = logging.getLogger("sse_kit._hub")
 
@@ -108,65 +108,43 @@ class _Registration:
         self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
 
 
-def catch_up(reg: _Registration, backplane: Backplane, counters: Counters) -> None:
-    """On the request thread: read the resume the stream history could not serve
-    from the log into *reg*; the caller then hands ``reg.catchup`` back to the
-    hub thread (:meth:`Router.resumed`)."""
-    catchup = reg.catchup
-    assert catchup is not None
-    replay = backplane.replay(reg.client.last_event_id or "")
-    if replay.reset is not None:
-        reg.resume = Resume(reset=replay.reset)
-        reg.position = catchup.fallback
-        catchup.threshold = (0, 0)
-        counters.add("resets")
-        return
-    client_id, frames = reg.client.id, []
-    for event_id, key, pattern, body in replay.entries:
-        catchup.threshold = max(catchup.threshold, key)
-        if compile_pattern(pattern).matches(client_id):
-            frames.append(with_id(event_id, body))
-    reg.resume = Resume(frames=tuple(frames))
-    counters.add_many(resumed=1, replayed=len(frames))
+class Settings(Protocol):
+    """What a router reads of its hub's configuration (a :class:`sse_kit.Hub`)."""
+
+    counters: Counters
+    history_size: int
+    history_ttl: float
+    slow_client: SlowClientPolicy
+    max_clients: int | None
+    max_clients_per_id: int | None
+    client_buffer_bytes: int
+    max_event_size: int
+    json_default: Callable[[Any], Any] | None
+    backplane: Backplane | None
 
 
 class Router:
-    """Clients by ID, the histories, and the limits a registration must pass.
+    """Clients by ID, the histories, and the limits a registration must pass."""
 
-    :param follows_backplane: event IDs are a backplane's (kept in a stream
-        history) rather than this hub's own.
-    """
-
-    def __init__(
-        self,
-        *,
-        counters: Counters,
-        history_size: int,
-        history_ttl: float,
-        slow_client: SlowClientPolicy,
-        max_clients: int | None,
-        max_clients_per_id: int | None,
-        client_buffer_bytes: int,
-        max_event_size: int,
-        json_default: Callable[[Any], Any] | None,
-        follows_backplane: bool,
-    ) -> None:
-        self.counters = counters
+    def __init__(self, settings: Settings) -> None:
+        size, ttl = settings.history_size, settings.history_ttl
+        self.counters = settings.counters
         self.index = ClientIndex()
-        self.history = History(size=history_size, ttl=history_ttl)
+        self.history = History(size=size, ttl=ttl)
+        # With a backplane, event IDs are the log's, kept in a stream history.
         self.stream_history: StreamHistory | None = None
-        if follows_backplane:
-            self.stream_history = StreamHistory(size=history_size, ttl=history_ttl)
+        if settings.backplane is not None:
+            self.stream_history = StreamHistory(size=size, ttl=ttl)
         self.catchups: dict[Client, _Catchup] = {}  # resumes being read from the log
         self.client_count = 0  # written here, read by any thread (an int: atomic)
         # Streams registered with a thread_limit: they hold a server thread each.
         self._holding: set[Client] = set()
-        self._slow_client = slow_client
-        self._max_clients = max_clients
-        self._max_clients_per_id = max_clients_per_id
-        self._client_buffer_bytes = client_buffer_bytes
-        self._max_event_size = max_event_size
-        self._json_default = json_default
+        self._slow_client = settings.slow_client
+        self._max_clients = settings.max_clients
+        self._max_clients_per_id = settings.max_clients_per_id
+        self._client_buffer_bytes = settings.client_buffer_bytes
+        self._max_event_size = settings.max_event_size
+        self._json_default = settings.json_default
 
     # -- events: ID, history, match, deliver --------------------------------------
 
@@ -323,7 +301,7 @@ class Router:
             self._holding.add(client)
         self._count_changed()
         if reg.catchup is not None:
-            self.counters.add("connects")  # the resume is counted once read (catch_up)
+            self.counters.add("connects")  # counted once read (_commands.catch_up)
         elif reg.resume.reset is not None:
             self.counters.add_many(connects=1, resets=1)
         elif client.last_event_id is not None:
@@ -397,6 +375,15 @@ class Router:
         if self.index.remove(client):
             self.counters.add("disconnected")
             self._count_changed()
+
+    def kick(self, pattern: Pattern) -> int:
+        """End the streams *pattern* matches (``Hub.disconnect``); return how many."""
+        return sum(c._finish(KICKED) for c in list(self.index.match(pattern)))
+
+    def newest(self, client_id: str) -> Client | None:
+        """The newest connection with exactly *client_id*, or ``None``."""
+        same = self.index.with_id(client_id)
+        return same[-1] if same else None
 
     def end_all(self) -> int:
         """End every stream (the hub is stopping); return how many there were."""
