@@ -23,7 +23,7 @@
 # The hub thread never blocks on a client: delivering is an append to the
 # client's bounded outbox under that client's own lock (or, on the fast path, one
 # non-blocking send() to the client's socket under that lock: see
-# sse_kit._fastpath for who owns the socket when); a full outbox drops the
+# sse_kit._outlet for who owns the socket when); a full outbox drops the
 # frame or ends that stream (the slow_client policy). A request thread waits for
 # the hub thread only to learn whether its registration was accepted. At a limit
 # (max_clients, max_clients_per_id) the hub thread asks the sockets of the
