@@ -22,7 +22,7 @@ from ._wire import with_id
 
 __all__ = [
     "STOP", "Call", "Command", "Deliver", "Inbox", "Publish", "Rebase", "Register",
-    "Resumed", "Unregister", "abandon_all", "catch_up", "feed", "serve",
+    "Resumed", "Unregister",
 ]
 
 log = logging.getLogger("sse_kit._hub")
@@ -49,7 +49,7 @@ class Publish(Command):
     receipt: Receipt
 
     def run(self, router: Router) -> None:
-        publish(router, (self,))
+        _publish(router, (self,))
 
     def abandon(self) -> None:
         self.receipt._settle(None)  # not routed: the hub stopped first
@@ -130,13 +130,11 @@ class Resumed(Command):
         router.resumed(self.catchup)
 
 
-Inbox = queue.SimpleQueue[Command]
-
-# Leave the loop (put by Hub.stop(); a plain command, so a signal handler may put it).
+# Leave the loop (put by Inbox.stop(); a plain command, so a signal handler may put it).
 STOP: Final = Command()
 
 
-def publish(router: Router, batch: Sequence[Publish]) -> None:
+def _publish(router: Router, batch: Sequence[Publish]) -> None:
     """Route *batch* (broadcasts to one pattern) and answer each receipt."""
     matched: int | None = None
     try:
@@ -146,82 +144,123 @@ def publish(router: Router, batch: Sequence[Publish]) -> None:
             p.receipt._settle(matched)
 
 
-def _gather(inbox: Inbox, first: Publish) -> tuple[list[Publish], Command | None]:
-    """*first* and the broadcasts to its pattern right behind it in *inbox* (only
-    those already there: nothing waits); also the first other command taken
-    from the inbox, which must run next, or ``None``."""
-    batch, size, pattern = [first], len(first.body), first.pattern
-    while len(batch) < BATCH_EVENTS and size < BATCH_BYTES:
+class Inbox:
+    """The hub thread's one inbox: any thread puts commands in through the
+    methods named for them; the hub thread runs them in :meth:`serve`."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
+
+    def qsize(self) -> int:
+        """Commands waiting (approximate, as ``queue.SimpleQueue.qsize``)."""
+        return self._queue.qsize()
+
+    # -- any thread ---------------------------------------------------------------
+
+    def publish(self, pattern: str, body: bytes) -> Receipt:
+        """A local broadcast; the receipt is answered once it is routed."""
+        receipt = Receipt()
+        self._queue.put(Publish(pattern, body, receipt))
+        return receipt
+
+    def register(self, reg: _Registration) -> None:
+        """A new stream; ``reg.done`` is released once it is answered."""
+        self._queue.put(Register(reg))
+
+    def unregister(self, client: Client) -> None:
+        """A stream that ended."""
+        self._queue.put(Unregister(client))
+
+    def call(self, fn: Callable[[], Any], default: Any) -> Call:
+        """Run *fn* on the hub thread; wait on the returned call's ``done``."""
+        call = Call(fn, default)
+        self._queue.put(call)
+        return call
+
+    def stop(self) -> None:
+        """Leave :meth:`serve` after the commands already in (lock-free: safe
+        from a signal handler)."""
+        self._queue.put(STOP)
+
+    def feed(self, counters: Counters) -> Feed:
+        """Where a backplane reader hands what it reads: straight in here."""
+        put = self._queue.put
+        return Feed(
+            deliver=lambda entries: put(Deliver(entries)),
+            rebase=lambda position, reason: put(Rebase(position, reason)),
+            counters=counters,
+        )
+
+    def catch_up(self, reg: _Registration, backplane: Backplane, counters: Counters) -> None:
+        """On the request thread: read the resume the stream history could not
+        serve from the log into *reg*, then hand ``reg.catchup`` back to the hub
+        thread (:meth:`Router.resumed`), which holds live events for the client
+        until then."""
+        catchup = reg.catchup
+        assert catchup is not None
         try:
-            command = inbox.get_nowait()
-        except queue.Empty:
-            return batch, None
-        if type(command) is not Publish or command.pattern != pattern:
-            return batch, command
-        batch.append(command)
-        size += len(command.body)
-    return batch, None
+            replay = backplane.replay(reg.client.last_event_id or "")
+            if replay.reset is not None:
+                reg.resume = Resume(reset=replay.reset)
+                reg.position = catchup.fallback
+                catchup.threshold = (0, 0)
+                counters.add("resets")
+                return
+            client_id, frames = reg.client.id, []
+            for event_id, key, pattern, body in replay.entries:
+                catchup.threshold = max(catchup.threshold, key)
+                if compile_pattern(pattern).matches(client_id):
+                    frames.append(with_id(event_id, body))
+            reg.resume = Resume(frames=tuple(frames))
+            counters.add_many(resumed=1, replayed=len(frames))
+        finally:
+            self._queue.put(Resumed(catchup))
 
+    # -- the hub thread -----------------------------------------------------------
 
-def serve(inbox: Inbox, router: Router) -> None:
-    """Run the commands in *inbox*, in arrival order, until :data:`STOP`."""
-    command: Command | None = None  # taken from the inbox, not run yet
-    while True:
-        current = command if command is not None else inbox.get()
-        command = None
-        if current is STOP:
-            return
-        try:
-            if type(current) is Publish:
-                # Broadcasts to the same pattern already waiting behind this one
-                # go out together: one write per fast-path client, not one each.
-                batch, command = _gather(inbox, current)
-                publish(router, batch)
-            else:
-                current.run(router)
-        except Exception:  # a bug must not take every stream down with it
-            log.exception("sse_kit hub: %s failed", type(current).__name__)
+    def serve(self, router: Router) -> None:
+        """Run the commands, in arrival order, until :data:`STOP`."""
+        get = self._queue.get
+        command: Command | None = None  # taken from the inbox, not run yet
+        while True:
+            current = command if command is not None else get()
+            command = None
+            if current is STOP:
+                return
+            try:
+                if type(current) is Publish:
+                    # Broadcasts to the same pattern already waiting behind this one
+                    # go out together: one write per fast-path client, not one each.
+                    batch, command = self._gather(current)
+                    _publish(router, batch)
+                else:
+                    current.run(router)
+            except Exception:  # a bug must not take every stream down with it
+                log.exception("sse_kit hub: %s failed", type(current).__name__)
 
+    def _gather(self, first: Publish) -> tuple[list[Publish], Command | None]:
+        """*first* and the broadcasts to its pattern right behind it (only those
+        already here: nothing waits); also the first other command taken, which
+        must run next, or ``None``."""
+        batch, size, pattern = [first], len(first.body), first.pattern
+        while len(batch) < BATCH_EVENTS and size < BATCH_BYTES:
+            try:
+                command = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, None
+            if type(command) is not Publish or command.pattern != pattern:
+                return batch, command
+            batch.append(command)
+            size += len(command.body)
+        return batch, None
 
-def feed(inbox: Inbox, counters: Counters) -> Feed:
-    """Where a backplane reader hands what it reads: straight into *inbox*."""
-    return Feed(
-        deliver=lambda entries: inbox.put(Deliver(entries)),
-        rebase=lambda position, reason: inbox.put(Rebase(position, reason)),
-        counters=counters,
-    )
-
-
-def catch_up(inbox: Inbox, reg: _Registration, backplane: Backplane, counters: Counters) -> None:
-    """On the request thread: read the resume the stream history could not serve
-    from the log into *reg*, then hand ``reg.catchup`` back to the hub thread
-    (:meth:`Router.resumed`), which holds live events for the client until then."""
-    catchup = reg.catchup
-    assert catchup is not None
-    try:
-        replay = backplane.replay(reg.client.last_event_id or "")
-        if replay.reset is not None:
-            reg.resume = Resume(reset=replay.reset)
-            reg.position = catchup.fallback
-            catchup.threshold = (0, 0)
-            counters.add("resets")
-            return
-        client_id, frames = reg.client.id, []
-        for event_id, key, pattern, body in replay.entries:
-            catchup.threshold = max(catchup.threshold, key)
-            if compile_pattern(pattern).matches(client_id):
-                frames.append(with_id(event_id, body))
-        reg.resume = Resume(frames=tuple(frames))
-        counters.add_many(resumed=1, replayed=len(frames))
-    finally:
-        inbox.put(Resumed(catchup))
-
-
-def abandon_all(inbox: Inbox) -> None:
-    """Answer whoever waits on a command still in *inbox* (the hub stopped)."""
-    while True:
-        try:
-            command = inbox.get_nowait()
-        except queue.Empty:
-            return
-        command.abandon()
+    def abandon_all(self) -> None:
+        """Answer whoever waits on a command still here (the hub stopped)."""
+        while True:
+            try:
+                command = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            command.abandon()

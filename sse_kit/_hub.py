@@ -5,7 +5,7 @@
 # or whichever thread calls ``Hub.run()``) is the only reader and writer of the
 # Router (_router.py): the ClientIndex, the histories and the resumes in flight.
 # Every other thread (request threads opening streams, publishers, a backplane
-# reader) hands it work through one inbox, a ``queue.SimpleQueue`` of small
+# reader) hands it work through one Inbox, a ``queue.SimpleQueue`` of small
 # typed commands (_commands.py: Publish, Register, Call, ...); the hub thread
 # runs them in arrival order, which is what orders events per publisher and
 # makes a resume gap-free: a registration reads the history and joins the index
@@ -13,7 +13,7 @@
 # never both.
 #
 # Broadcasts to one pattern that are already waiting in the inbox, one behind
-# the other, are routed as one batch (_commands._gather): each keeps its own ID
+# the other, are routed as one batch (Inbox._gather): each keeps its own ID
 # and history entry, a fast-path client gets the batch in one write, a
 # queue-path client gets each event queued under the usual limits. Nothing
 # waits to fill a batch; it only forms when the hub thread is behind (bursts,
@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -57,18 +56,7 @@ from typing import Any, Final, TypeVar
 from ._advice import Advisor
 from ._backplane import Backplane, BackplaneReader
 from ._client import CLOSED, DISCONNECT, DROP, Client, SlowClientPolicy
-from ._commands import (
-    STOP,
-    Call,
-    Inbox,
-    Publish,
-    Register,
-    Unregister,
-    abandon_all,
-    catch_up,
-    feed,
-    serve,
-)
+from ._commands import Inbox
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
 from ._options import check_int, check_seconds
 from ._outlet import Outlet
@@ -225,7 +213,7 @@ class Hub:
 
     def _reset(self) -> None:
         """Fresh routing state (at construction, after stop, after fork)."""
-        self._inbox: Inbox = queue.SimpleQueue()
+        self._inbox = Inbox()
         self._router = Router(self)
         self._reader: BackplaneReader | None = None
         # The thread that serves detached streams (sse_kit._outlet); started by
@@ -342,11 +330,11 @@ class Hub:
         """Start the backplane's reader for this run; outside _state_lock, as it may
         wait up to the backplane's timeout for a first contact."""
         if self.backplane is not None:
-            self._reader = self.backplane.start_reader(feed(self._inbox, self.counters))
+            self._reader = self.backplane.start_reader(self._inbox.feed(self.counters))
 
     def _loop(self) -> None:
         try:
-            serve(self._inbox, self._router)
+            self._inbox.serve(self._router)
         finally:
             self._shutdown()
 
@@ -360,7 +348,7 @@ class Hub:
             outlet, self._outlet_now = self._outlet_now, None
         if outlet is not None:  # writes each detached stream's end, then closes it
             outlet.close(timeout=_OUTLET_CLOSE)
-        abandon_all(self._inbox)  # answer whoever is still waiting
+        self._inbox.abandon_all()  # answer whoever is still waiting
         self._reset()
         self._stopped.set()
         if n:
@@ -378,7 +366,7 @@ class Hub:
             return  # never started in this process
         self._halted_pid = os.getpid()
         if self._running:
-            self._inbox.put(STOP)
+            self._inbox.stop()
         # Also when a stop is already under way (a signal handler asked first):
         # the caller may be about to exit, and the streams' ends must be out by then.
         if timeout != 0 and threading.current_thread() is not self._thread:
@@ -440,9 +428,7 @@ class Hub:
             self._publish_to_backplane(pattern, body)
             return Receipt.unknown()  # every worker's hub routes it
         self._ensure_running("broadcast_to_pattern()")
-        receipt = Receipt()
-        self._inbox.put(Publish(pattern, body, receipt))
-        return receipt
+        return self._inbox.publish(pattern, body)
 
     def _publish_to_backplane(self, pattern: str, body: bytes) -> None:
         assert self.backplane is not None
@@ -470,7 +456,7 @@ class Hub:
         _check_client(client)
         reg = _Registration(client, thread_limit)
         self._ensure_running("a new stream")
-        self._inbox.put(Register(reg))
+        self._inbox.register(reg)
         while not reg.done.acquire(True, _POLL):
             if not self._is_running():
                 raise HubNotRunning(
@@ -480,7 +466,7 @@ class Hub:
             raise reg.error
         if reg.catchup is not None:  # the history could not serve it: read the log
             assert self.backplane is not None
-            catch_up(self._inbox, reg, self.backplane, self.counters)
+            self._inbox.catch_up(reg, self.backplane, self.counters)
         return reg
 
     def unregister(self, client: Client) -> None:
@@ -491,7 +477,7 @@ class Hub:
         _check_client(client)
         client._finish(CLOSED)
         if self.running:
-            self._inbox.put(Unregister(client))
+            self._inbox.unregister(client)
 
     def disconnect(self, pattern: str) -> int:
         """End the streams of every client whose ID matches *pattern* now.
@@ -515,8 +501,7 @@ class Hub:
             return default
         if threading.current_thread() is self._thread:
             return fn()
-        call = Call(fn, default)
-        self._inbox.put(call)
+        call = self._inbox.call(fn, default)
         while not call.done.acquire(True, _POLL):
             if not self._is_running():
                 return default
