@@ -3,24 +3,27 @@
 # design:
 # One thread owns the routing state. The hub thread (started by ``Hub.start()``,
 # or whichever thread calls ``Hub.run()``) is the only reader and writer of the
-# Router (_router.py): the ClientIndex, the History and the backplane link.
+# Router (_router.py): the ClientIndex, the histories and the resumes in flight.
 # Every other thread (request threads opening streams, publishers, a backplane
-# reader) hands it work through one inbox, a ``queue.SimpleQueue`` of 3-tuples
-# ``(op, a, b)``; the hub thread executes them
-# in arrival order, which is what orders events per publisher and makes a resume
-# gap-free: a registration reads the history and joins the index in one step, so
-# every broadcast is either in the replay or in the live queue, never both.
+# reader) hands it work through one Inbox, a ``queue.SimpleQueue`` of small
+# typed commands (_commands.py: Publish, Register, Call, ...); the hub thread
+# runs them in arrival order, which is what orders events per publisher and
+# makes a resume gap-free: a registration reads the history and joins the index
+# in one step, so every broadcast is either in the replay or in the live queue,
+# never both.
 #
 # Broadcasts to one pattern that are already waiting in the inbox, one behind
-# the other, are routed as one batch (_drain_publishes): each keeps its own ID and
-# history entry, a fast-path client gets the batch in one write, a queue-path
-# client gets each event queued under the usual limits. Nothing waits to fill a
-# batch; it only forms when the hub thread is behind (bursts, high rates).
+# the other, are routed as one batch (Inbox._gather): each keeps its own ID
+# and history entry, a fast-path client gets the batch in one write, a
+# queue-path client gets each event queued under the usual limits. Nothing
+# waits to fill a batch; it only forms when the hub thread is behind (bursts,
+# high rates). A batch of backplane entries is routed the same way, a run of
+# entries to one pattern at a time.
 #
 # The hub thread never blocks on a client: delivering is an append to the
 # client's bounded outbox under that client's own lock (or, on the fast path, one
 # non-blocking send() to the client's socket under that lock: see
-# sse_kit._fastpath for who owns the socket when); a full outbox drops the
+# sse_kit._outlet for who owns the socket when); a full outbox drops the
 # frame or ends that stream (the slow_client policy). A request thread waits for
 # the hub thread only to learn whether its registration was accepted. At a limit
 # (max_clients, max_clients_per_id) the hub thread asks the sockets of the
@@ -30,7 +33,7 @@
 # A stream's own deadlines (max_age, the keep-alive, write_timeout) are kept by
 # its request thread; the hub thread never waits on them.
 #
-# Shutdown: stop() puts _STOP in the inbox (lock-free, so a signal handler may call
+# Shutdown: stop() puts STOP in the inbox (lock-free, so a signal handler may call
 # it). The hub thread ends every stream (each writes what is queued plus a short
 # retry: hint, then returns), answers registrations still in the inbox with
 # HubNotRunning, and run() returns. A fork() leaves the child with no hub thread;
@@ -38,27 +41,28 @@
 #
 # With a backplane (see _backplane.py) a broadcast goes to the backplane's log
 # instead of the inbox; the backplane's reader thread (started and stopped with
-# the hub thread) feeds the log back through the inbox as _DELIVER/_REBASE, and a
-# resume the ring cannot serve completes with _RESUMED.
+# the hub thread) feeds the log back through the inbox as Deliver/Rebase, and a
+# resume the ring cannot serve completes with Resumed.
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from ._advice import Advisor
-from ._backplane import Backplane, BackplaneReader, Feed
-from ._client import CLOSED, DISCONNECT, DROP, KICKED, Client, SlowClientPolicy
+from ._backplane import Backplane, BackplaneReader
+from ._client import CLOSED, DISCONNECT, DROP, Client, SlowClientPolicy
+from ._commands import Inbox
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
+from ._options import check_int, check_seconds
 from ._outlet import Outlet
 from ._patterns import compile_pattern, validate_pattern
 from ._receipt import Receipt
-from ._router import MIB, Router, _Registration, signal
+from ._router import MIB, Router, _Registration
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
 
@@ -67,77 +71,17 @@ __all__ = ["Hub"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Inbox operations.
-_PUBLISH: Final = 0  # (op, pattern str, (encoded body without id, Receipt))
-_REGISTER: Final = 1  # (op, _Registration, None)
-_UNREGISTER: Final = 2  # (op, Client, None)
-_CALL: Final = 3  # (op, _Call, None): run a function on the hub thread, return its result
-_STOP: Final = 4  # (op, None, None): leave the loop
-_DELIVER: Final = 5  # (op, list[Entry], None): events the backplane reader read
-_REBASE: Final = 6  # (op, position, reason or None): the reader continues after position
-_RESUMED: Final = 7  # (op, _Catchup, None): a resume read from the backplane is written
-
 # How long a caller waits for the hub thread to answer before checking it is alive.
 _POLL: Final = 0.5
 # How long stopping waits for the outlet to write every detached stream's end
 # (it lingers at most _outlet.LINGER seconds for slow peers).
 _OUTLET_CLOSE: Final = 5.0
 
-# At most this many waiting broadcasts (or about this many bytes) are routed as
-# one batch: a fast-path client gets the batch in one write, which should fit a
-# socket's send buffer (Linux starts at 16 KiB) so it is rarely partial.
-_BATCH_EVENTS: Final = 256
-_BATCH_BYTES: Final = 16 * 1024
-
-_Command = tuple[int, Any, Any]
-
-
-_Published = tuple[bytes, Receipt]
-
-
-def _drain_publishes(
-    inbox: queue.SimpleQueue[_Command], pattern: str, first: _Published
-) -> tuple[list[_Published], _Command | None]:
-    """*first* and the broadcasts to *pattern* right behind it in *inbox* (only
-    those already there: nothing waits); also the first other command taken
-    from the inbox, which must run next, or ``None``."""
-    batch, size = [first], len(first[0])
-    while len(batch) < _BATCH_EVENTS and size < _BATCH_BYTES:
-        try:
-            command = inbox.get_nowait()
-        except queue.Empty:
-            return batch, None
-        if command[0] != _PUBLISH or command[1] != pattern:
-            return batch, command
-        batch.append(command[2])
-        size += len(command[2][0])
-    return batch, None
-
-class _Call:
-    __slots__ = ("done", "fn", "result")
-
-    def __init__(self, fn: Callable[[], Any], default: Any) -> None:
-        self.fn = fn
-        self.done = signal()  # released once by the hub thread when answered
-        self.result: Any = default
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
 
 def _check_client(client: object) -> None:
     # A wrong type must fail here, in the caller, not later on the hub thread.
     if not isinstance(client, Client):
         raise TypeError(f"client must be a sse_kit.Client, not {type(client).__name__}")
-
-
-def _check_seconds(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
-    if value == float("inf"):
-        raise ValueError(f"{name} must be finite; use None for no limit, got {value!r}")
 
 
 class Hub:
@@ -210,26 +154,22 @@ class Hub:
         fast_path: bool = True,
         json_default: Callable[[Any], Any] | None = None,
     ) -> None:
-        _check_int("client_buffer", client_buffer, 1)
-        _check_seconds("keepalive_interval", keepalive_interval)
-        if max_clients is not None:
-            _check_int("max_clients", max_clients, 1)
-        _check_int("history_size", history_size, 0)
-        _check_seconds("history_ttl", history_ttl)
+        check_int("client_buffer", client_buffer, 1)
+        check_seconds("keepalive_interval", keepalive_interval)
+        check_int("max_clients", max_clients, 1, optional=True)
+        check_int("history_size", history_size, 0)
+        check_seconds("history_ttl", history_ttl)
         if slow_client is None:
             slow_client = DISCONNECT if history_size or backplane is not None else DROP
         if slow_client not in (DISCONNECT, DROP):
             raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
-        _check_int("retry", retry, 0)
-        _check_int("shutdown_retry", shutdown_retry, 0)
-        if max_clients_per_id is not None:
-            _check_int("max_clients_per_id", max_clients_per_id, 1)
-        _check_int("max_event_size", max_event_size, 1)
-        _check_int("client_buffer_bytes", client_buffer_bytes, 1)
-        if max_age is not None:
-            _check_seconds("max_age", max_age)
-        if write_timeout is not None:
-            _check_seconds("write_timeout", write_timeout)
+        check_int("retry", retry, 0)
+        check_int("shutdown_retry", shutdown_retry, 0)
+        check_int("max_clients_per_id", max_clients_per_id, 1, optional=True)
+        check_int("max_event_size", max_event_size, 1)
+        check_int("client_buffer_bytes", client_buffer_bytes, 1)
+        check_seconds("max_age", max_age, optional=True)
+        check_seconds("write_timeout", write_timeout, optional=True)
         if backplane is not None and not isinstance(backplane, Backplane):
             raise ValueError(f"backplane must implement sse_kit.Backplane, got {backplane!r}")
         if not isinstance(fast_path, bool):
@@ -273,21 +213,8 @@ class Hub:
 
     def _reset(self) -> None:
         """Fresh routing state (at construction, after stop, after fork)."""
-        inbox: queue.SimpleQueue[_Command] = queue.SimpleQueue()
-        self._inbox = inbox
-        self._router = Router(
-            counters=self.counters,
-            history_size=self.history_size,
-            history_ttl=self.history_ttl,
-            slow_client=self.slow_client,
-            max_clients=self.max_clients,
-            max_clients_per_id=self.max_clients_per_id,
-            client_buffer_bytes=self.client_buffer_bytes,
-            max_event_size=self.max_event_size,
-            json_default=self.json_default,
-            backplane=self.backplane,
-            on_resumed=lambda catchup: inbox.put((_RESUMED, catchup, None)),
-        )
+        self._inbox = Inbox()
+        self._router = Router(self)
         self._reader: BackplaneReader | None = None
         # The thread that serves detached streams (sse_kit._outlet); started by
         # the first stream that detaches, closed when the hub stops.
@@ -403,62 +330,15 @@ class Hub:
         """Start the backplane's reader for this run; outside _state_lock, as it may
         wait up to the backplane's timeout for a first contact."""
         if self.backplane is not None:
-            inbox = self._inbox
-            self._reader = self.backplane.start_reader(Feed(
-                deliver=lambda entries: inbox.put((_DELIVER, entries, None)),
-                rebase=lambda position, reason: inbox.put((_REBASE, position, reason)),
-                counters=self.counters,
-            ))
+            self._reader = self.backplane.start_reader(self._inbox.feed(self.counters))
 
     def _loop(self) -> None:
-        inbox = self._inbox
-        command: _Command | None = None  # taken from the inbox, not run yet
         try:
-            while True:
-                op, a, b = command if command is not None else inbox.get()
-                command = None
-                if op == _STOP:
-                    break
-                if op == _PUBLISH:
-                    # Broadcasts to the same pattern already waiting behind this one
-                    # go out together: one write per fast-path client, not one each.
-                    b, command = _drain_publishes(inbox, a, b)
-                try:
-                    self._execute(op, a, b)
-                except Exception:  # a bug must not take every stream down with it
-                    log.exception("sse_kit hub: command %d failed", op)
+            self._inbox.serve(self._router)
         finally:
-            self._shutdown(inbox)
+            self._shutdown()
 
-    def _execute(self, op: int, a: Any, b: Any) -> None:
-        router = self._router
-        if op == _PUBLISH:  # b: a batch of (body, receipt) (see _drain_publishes)
-            matched: int | None = None
-            try:
-                matched = router.publish(a, [body for body, _ in b])
-            finally:  # a caller waiting on a receipt is answered whatever happened
-                for _, receipt in b:
-                    receipt._settle(matched)
-        elif op == _REGISTER:
-            router.register(a)
-        elif op == _UNREGISTER:
-            router.unregister(a)
-        elif op == _CALL:
-            try:
-                a.result = a.fn()
-            finally:  # the caller must not wait forever for a call that failed
-                a.done.release()
-        else:
-            link = router.link
-            assert link is not None, f"backplane command {op} on a hub without a backplane"
-            if op == _DELIVER:
-                link.deliver(a, router.index.match)
-            elif op == _REBASE:
-                link.rebase(a, b, router.index.clients())
-            elif op == _RESUMED:
-                link.resumed(a)
-
-    def _shutdown(self, inbox: queue.SimpleQueue[_Command]) -> None:
+    def _shutdown(self) -> None:
         with self._state_lock:
             self._running = False
         if self._reader is not None:
@@ -468,18 +348,7 @@ class Hub:
             outlet, self._outlet_now = self._outlet_now, None
         if outlet is not None:  # writes each detached stream's end, then closes it
             outlet.close(timeout=_OUTLET_CLOSE)
-        while True:  # answer whoever is still waiting
-            try:
-                op, a, b = inbox.get_nowait()
-            except queue.Empty:
-                break
-            if op == _REGISTER:
-                a.error = HubNotRunning("the hub stopped")
-                a.done.release()
-            elif op == _PUBLISH:
-                b[1]._settle(None)  # not routed: the hub stopped first
-            elif op == _CALL:
-                a.done.release()
+        self._inbox.abandon_all()  # answer whoever is still waiting
         self._reset()
         self._stopped.set()
         if n:
@@ -497,7 +366,7 @@ class Hub:
             return  # never started in this process
         self._halted_pid = os.getpid()
         if self._running:
-            self._inbox.put((_STOP, None, None))
+            self._inbox.stop()
         # Also when a stop is already under way (a signal handler asked first):
         # the caller may be about to exit, and the streams' ends must be out by then.
         if timeout != 0 and threading.current_thread() is not self._thread:
@@ -559,9 +428,7 @@ class Hub:
             self._publish_to_backplane(pattern, body)
             return Receipt.unknown()  # every worker's hub routes it
         self._ensure_running("broadcast_to_pattern()")
-        receipt = Receipt()
-        self._inbox.put((_PUBLISH, pattern, (body, receipt)))
-        return receipt
+        return self._inbox.publish(pattern, body)
 
     def _publish_to_backplane(self, pattern: str, body: bytes) -> None:
         assert self.backplane is not None
@@ -589,7 +456,7 @@ class Hub:
         _check_client(client)
         reg = _Registration(client, thread_limit)
         self._ensure_running("a new stream")
-        self._inbox.put((_REGISTER, reg, None))
+        self._inbox.register(reg)
         while not reg.done.acquire(True, _POLL):
             if not self._is_running():
                 raise HubNotRunning(
@@ -597,10 +464,9 @@ class Hub:
                     "worker is shutting down)")
         if reg.error is not None:
             raise reg.error
-        if reg.catchup is not None:
-            link = self._router.link
-            assert link is not None
-            link.catch_up(reg)
+        if reg.catchup is not None:  # the history could not serve it: read the log
+            assert self.backplane is not None
+            self._inbox.catch_up(reg, self.backplane, self.counters)
         return reg
 
     def unregister(self, client: Client) -> None:
@@ -611,7 +477,7 @@ class Hub:
         _check_client(client)
         client._finish(CLOSED)
         if self.running:
-            self._inbox.put((_UNREGISTER, client, None))
+            self._inbox.unregister(client)
 
     def disconnect(self, pattern: str) -> int:
         """End the streams of every client whose ID matches *pattern* now.
@@ -623,11 +489,7 @@ class Hub:
         :raises InvalidPattern: if *pattern* is empty or not a ``str``.
         """
         compiled = compile_pattern(pattern)
-
-        def kick() -> int:
-            return sum(c._finish(KICKED) for c in list(self._router.index.match(compiled)))
-
-        n = self._call(kick, 0)
+        n = self._call(lambda: self._router.kick(compiled), 0)
         if n:
             self.counters.add("kicked", n)
         log.info("sse_kit: disconnect(%r) ended %d stream(s)", pattern, n)
@@ -639,8 +501,7 @@ class Hub:
             return default
         if threading.current_thread() is self._thread:
             return fn()
-        call = _Call(fn, default)
-        self._inbox.put((_CALL, call, None))
+        call = self._inbox.call(fn, default)
         while not call.done.acquire(True, _POLL):
             if not self._is_running():
                 return default
@@ -669,12 +530,7 @@ class Hub:
         """
         if not isinstance(client_id, str):
             raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
-
-        def newest() -> Client | None:
-            same = self._router.index.with_id(client_id)
-            return same[-1] if same else None
-
-        return self._call(newest, None)
+        return self._call(lambda: self._router.newest(client_id), None)
 
     def clients(self, pattern: str = "*") -> list[Client]:
         """The connections whose ID matches *pattern*."""

@@ -1,31 +1,61 @@
 """The routing state the hub thread owns, and what the hub thread does with it.
 
-Every method here runs on the hub thread only (see the ``design`` note in
-:mod:`sse_kit._hub`): the registry (:class:`ClientIndex`), the history and the
-backplane link are never touched by another thread, so nothing here is locked.
-Other threads reach a :class:`Router` only through the hub's inbox.
+Every :class:`Router` method runs on the hub thread only (see the ``design``
+note in :mod:`sse_kit._hub`): the registry (:class:`ClientIndex`), the histories
+and the resumes in flight are never touched by another thread, so nothing here
+is locked. Other threads reach a :class:`Router` only through the hub's inbox
+(:mod:`sse_kit._commands`).
 """
+
+# design:
+# Every event takes one path: it gets its ID and its place in a history
+# (publish() for local broadcasts, deliver() for what a backplane reader read),
+# then _route() matches its pattern and _deliver() offers it to the clients, a
+# run of events to one pattern as one batch (a detached stream gets it in one
+# write). A resume the stream history cannot serve is read from the backplane's
+# log by the request thread (_commands.catch_up, never the hub thread): the client is
+# registered first, and until the read is done the router *holds* the live
+# events for it; then it releases those newer than the last replayed ID and
+# drops the rest, and keeps dropping live events up to that ID until the reader
+# has passed it. So a resume has no gap and no duplicate, and the hub thread
+# never waits on the network.
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from ._backplane import Backplane, _Catchup, _Link
-from ._client import CLOSED, SHUTDOWN, Client, SlowClientPolicy, deliver
+from ._backplane import Backplane, Entry
+from ._client import CLOSED, KICKED, SHUTDOWN, Client, SlowClientPolicy, deliver
+from ._event import encode_reset
 from ._exceptions import HubFull
-from ._history import NO_RESUME, History, StreamHistory
-from ._patterns import ClientIndex, compile_pattern
+from ._history import (
+    NO_RESUME,
+    RESET_MALFORMED,
+    History,
+    Resume,
+    StreamHistory,
+    StreamKey,
+    parse_stream_id,
+)
+from ._patterns import ClientIndex, Pattern, compile_pattern
 from ._stats import Counters
 from ._wire import with_id
 
-__all__ = ["Router", "_Registration", "signal"]
+__all__ = ["Router", "Settings", "_Catchup", "_Registration", "signal"]
 
 log = logging.getLogger("sse_kit._hub")
 
 MIB: Final = 1024 * 1024
+
+# At most this many events (or about this many bytes) go out as one batch: a
+# fast-path client gets the batch in one write, which should fit a socket's
+# send buffer (Linux starts at 16 KiB) so it is rarely partial.
+BATCH_EVENTS: Final = 256
+BATCH_BYTES: Final = 16 * 1024
 
 
 def signal() -> threading.Lock:
@@ -42,6 +72,20 @@ def signal() -> threading.Lock:
     lock = threading.Lock()
     lock.acquire()
     return lock
+
+
+class _Catchup:
+    """A resume being read from the log: what the hub thread holds meanwhile."""
+
+    __slots__ = ("cancelled", "client", "fallback", "key", "pending", "threshold")
+
+    def __init__(self, client: Client, key: StreamKey, fallback: str) -> None:
+        self.client = client
+        self.key = key  # the client's Last-Event-ID
+        self.fallback = fallback  # the stream's position at registration (used on reset)
+        self.pending: list[tuple[StreamKey, bytes]] | None = []  # None once released
+        self.threshold: StreamKey = key  # live events up to here were replayed
+        self.cancelled = False  # the log was lost meanwhile: every stream got a reset
 
 
 class _Registration:
@@ -64,51 +108,49 @@ class _Registration:
         self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
 
 
+class Settings(Protocol):
+    """What a router reads of its hub's configuration (a :class:`sse_kit.Hub`)."""
+
+    counters: Counters
+    history_size: int
+    history_ttl: float
+    slow_client: SlowClientPolicy
+    max_clients: int | None
+    max_clients_per_id: int | None
+    client_buffer_bytes: int
+    max_event_size: int
+    json_default: Callable[[Any], Any] | None
+    backplane: Backplane | None
+
+
 class Router:
-    """Clients by ID, the history, and the limits a registration must pass.
+    """Clients by ID, the histories, and the limits a registration must pass."""
 
-    :param on_resumed: called (from any thread) when a resume read from the
-        backplane is ready; the hub puts it back in its inbox.
-    """
-
-    def __init__(
-        self,
-        *,
-        counters: Counters,
-        history_size: int,
-        history_ttl: float,
-        slow_client: SlowClientPolicy,
-        max_clients: int | None,
-        max_clients_per_id: int | None,
-        client_buffer_bytes: int,
-        max_event_size: int,
-        json_default: Callable[[Any], Any] | None,
-        backplane: Backplane | None,
-        on_resumed: Callable[[_Catchup], None],
-    ) -> None:
-        self.counters = counters
+    def __init__(self, settings: Settings) -> None:
+        size, ttl = settings.history_size, settings.history_ttl
+        self.counters = settings.counters
         self.index = ClientIndex()
-        self.history = History(size=history_size, ttl=history_ttl)
+        self.history = History(size=size, ttl=ttl)
+        # With a backplane, event IDs are the log's, kept in a stream history.
+        self.stream_history: StreamHistory | None = None
+        if settings.backplane is not None:
+            self.stream_history = StreamHistory(size=size, ttl=ttl)
+        self.catchups: dict[Client, _Catchup] = {}  # resumes being read from the log
         self.client_count = 0  # written here, read by any thread (an int: atomic)
         # Streams registered with a thread_limit: they hold a server thread each.
         self._holding: set[Client] = set()
-        self._slow_client = slow_client
-        self._max_clients = max_clients
-        self._max_clients_per_id = max_clients_per_id
-        self._client_buffer_bytes = client_buffer_bytes
-        self._max_event_size = max_event_size
-        self._json_default = json_default
-        self.link: _Link | None = None
-        if backplane is not None:
-            stream_history = StreamHistory(size=history_size, ttl=history_ttl)
-            self.link = _Link(backplane, stream_history, counters, self.route, on_resumed)
+        self._slow_client = settings.slow_client
+        self._max_clients = settings.max_clients
+        self._max_clients_per_id = settings.max_clients_per_id
+        self._client_buffer_bytes = settings.client_buffer_bytes
+        self._max_event_size = settings.max_event_size
+        self._json_default = settings.json_default
 
-    # -- events -----------------------------------------------------------------
+    # -- events: ID, history, match, deliver --------------------------------------
 
     def publish(self, pattern_text: str, bodies: Sequence[bytes]) -> int:
         """Give local broadcasts to one pattern their IDs, remember them, and route
-        them (as one batch: a detached stream gets them in one write); return how
-        many open streams they were offered to."""
+        them as one batch; return how many open streams they were offered to."""
         pattern = compile_pattern(pattern_text)
         history = self.history
         frames = []
@@ -118,7 +160,7 @@ class Router:
             history.append(seq, pattern, frame)
             frames.append(frame)
         self.counters.add("published", len(frames))
-        reached = self.route_batch(self.index.match(pattern), frames)
+        reached = self._route(pattern, frames, ())
         if not reached:
             # Often fine (nobody listens yet), sometimes a pattern that can never
             # match (job:7:* for clients named user:42): countable, and visible at DEBUG.
@@ -127,11 +169,49 @@ class Router:
                 log.debug("sse_kit: a broadcast to %r matched no stream", pattern_text)
         return reached
 
-    def route(self, clients: Iterable[Client], frame: bytes) -> None:
-        """Offer *frame* to *clients*; count the outcome."""
-        self.route_batch(clients, (frame,))
+    def deliver(self, entries: Sequence[Entry]) -> None:
+        """Remember and route a batch a backplane reader read, in log order; each
+        run of entries to one pattern goes out as one batch."""
+        history = self.stream_history
+        assert history is not None, "backplane entries on a hub without a backplane"
+        run_pattern = ""
+        pattern: Pattern | None = None
+        keys: list[StreamKey] = []
+        frames: list[bytes] = []
+        size = 0
+        for event_id, key, pattern_text, body in entries:
+            if history.known and key <= history.last_key:
+                continue  # already routed (cannot happen with one reader; be safe)
+            if pattern is None or pattern_text != run_pattern or (
+                    len(frames) >= BATCH_EVENTS or size >= BATCH_BYTES):
+                if pattern is not None:
+                    self._route(pattern, frames, keys)
+                run_pattern, pattern = pattern_text, compile_pattern(pattern_text)
+                keys, frames, size = [], [], 0
+            frame = with_id(event_id, body)
+            history.append(key, pattern, frame)
+            keys.append(key)
+            frames.append(frame)
+            size += len(frame)
+        if pattern is not None:
+            self._route(pattern, frames, keys)
+        if entries:
+            self.counters.add("published", len(entries))
+            self.counters.set("backplane_lag_ms",
+                              max(0, int(time.time() * 1000) - entries[-1][1][0]))
+        if self.catchups:
+            self._settle()
 
-    def route_batch(self, clients: Iterable[Client], frames: Sequence[bytes]) -> int:
+    def _route(self, pattern: Pattern, frames: Sequence[bytes], keys: Sequence[StreamKey]
+               ) -> int:
+        """Offer *frames* (with stream IDs *keys*, if from a backplane) to the
+        clients *pattern* matches, but those whose resume is being read."""
+        matched: Iterable[Client] = self.index.match(pattern)
+        if self.catchups and keys:
+            matched = [c for c in matched if not self._held(c, keys, frames)]
+        return self._deliver(matched, frames)
+
+    def _deliver(self, clients: Iterable[Client], frames: Sequence[bytes]) -> int:
         """Offer *frames* (oldest first) to *clients*; count the outcome (a slow cut
         is logged by its stream: no logging I/O on the hub thread). Returns how
         many open streams were offered them."""
@@ -142,6 +222,61 @@ class Router:
             dropped=dropped, slow_disconnects=cut,
         )
         return reached
+
+    # -- resumes read from the backplane ------------------------------------------
+
+    def _held(self, client: Client, keys: Sequence[StreamKey], frames: Sequence[bytes]) -> bool:
+        """Whether the batch must not be offered to *client* as it is (it is held
+        for its resume, or partly replayed: then the newer part goes out here)."""
+        catchup = self.catchups.get(client)
+        if catchup is None:
+            return False
+        if catchup.pending is not None:
+            catchup.pending.extend(zip(keys, frames, strict=True))
+            return True
+        threshold = catchup.threshold
+        if keys[0] > threshold:
+            return False
+        newer = [frame for key, frame in zip(keys, frames, strict=True) if key > threshold]
+        if newer:
+            self._deliver((client,), newer)
+        return True
+
+    def _settle(self) -> None:
+        """Forget the catch-ups the reader has passed."""
+        assert self.stream_history is not None
+        last = self.stream_history.last_key
+        done = [c for c, k in self.catchups.items() if k.pending is None and k.threshold <= last]
+        for client in done:
+            del self.catchups[client]
+
+    def resumed(self, catchup: _Catchup) -> None:
+        """The replay was read: release the held events newer than it."""
+        if catchup.cancelled or self.catchups.get(catchup.client) is not catchup:
+            return
+        pending, catchup.pending = catchup.pending or [], None
+        newer = [frame for key, frame in pending if key > catchup.threshold]
+        if newer:
+            self._deliver((catchup.client,), newer)
+        self._settle()
+
+    def rebase(self, position: str, reason: str | None) -> None:
+        """The backplane reader continues after *position*; if events may have
+        been missed, every stream gets a ``reset`` carrying the new position."""
+        assert self.stream_history is not None, "a rebase on a hub without a backplane"
+        key = parse_stream_id(position)
+        if key is None:
+            log.error("sse_kit: backplane reported an invalid position %r", position)
+            return
+        self.stream_history.rebase(key)
+        if reason is None:
+            return
+        for catchup in self.catchups.values():
+            catchup.cancelled = True
+        self.catchups.clear()
+        targets = list(self.index.clients())
+        self._deliver(targets, (encode_reset(reason, None, id=position),))
+        self.counters.add_many(backplane_gaps=1, resets=len(targets))
 
     # -- clients ----------------------------------------------------------------
 
@@ -155,8 +290,8 @@ class Router:
         client._configure(self._slow_client, self._client_buffer_bytes, self._max_event_size,
                           self._json_default)
         reg.position = history.last_id
-        if self.link is not None:
-            self.link.register(reg)
+        if self.stream_history is not None:
+            self._resume_from_stream(reg, self.stream_history)
         elif client.last_event_id is not None:
             reg.resume = history.since(client.last_event_id, client.id)
             if reg.resume.reset is None:
@@ -166,7 +301,7 @@ class Router:
             self._holding.add(client)
         self._count_changed()
         if reg.catchup is not None:
-            self.counters.add("connects")  # the resume is counted once read (_Link.catch_up)
+            self.counters.add("connects")  # counted once read (_commands.catch_up)
         elif reg.resume.reset is not None:
             self.counters.add_many(connects=1, resets=1)
         elif client.last_event_id is not None:
@@ -174,6 +309,23 @@ class Router:
         else:
             self.counters.add("connects")
         reg.done.release()
+
+    def _resume_from_stream(self, reg: _Registration, history: StreamHistory) -> None:
+        """Set *reg*'s position and resume; starts a catch-up the ring cannot serve."""
+        client = reg.client
+        reg.position = history.last_id
+        if client.last_event_id is None:
+            return
+        key = parse_stream_id(client.last_event_id)
+        if key is None:
+            reg.resume = Resume(reset=RESET_MALFORMED)
+            return
+        resume = history.since(key, client.id)
+        if resume is None:
+            reg.catchup = self.catchups[client] = _Catchup(client, key, history.last_id)
+        else:
+            reg.resume = resume
+        reg.position = client.last_event_id
 
     def _refused(self, reg: _Registration) -> bool:
         """Set *reg*'s error if a limit refuses it, after reaping dead connections."""
@@ -218,12 +370,20 @@ class Router:
 
     def unregister(self, client: Client) -> None:
         """Remove this connection (idempotent)."""
-        if self.link is not None:
-            self.link.forget(client)
+        self.catchups.pop(client, None)
         self._holding.discard(client)
         if self.index.remove(client):
             self.counters.add("disconnected")
             self._count_changed()
+
+    def kick(self, pattern: Pattern) -> int:
+        """End the streams *pattern* matches (``Hub.disconnect``); return how many."""
+        return sum(c._finish(KICKED) for c in list(self.index.match(pattern)))
+
+    def newest(self, client_id: str) -> Client | None:
+        """The newest connection with exactly *client_id*, or ``None``."""
+        same = self.index.with_id(client_id)
+        return same[-1] if same else None
 
     def end_all(self) -> int:
         """End every stream (the hub is stopping); return how many there were."""

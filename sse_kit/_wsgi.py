@@ -279,7 +279,9 @@ def _hub_refusal(
     # The hub counted it; said here with the fix, once per limit.
     retry_after = str(max(1, round(hub.retry / 1000)))
     if isinstance(exc, HubNotRunning):
-        log.error("sse_kit: refused client %r: %s", client.id, exc)
+        # Ordinary while a worker shuts down (SIGTERM, a SIGHUP reload, max_requests):
+        # the browser retries and reaches a live worker.
+        log.info("sse_kit: refused client %r: %s", client.id, exc)
         return refuse(hub, environ, 503, "the event hub is shutting down", counter=None,
                       cors=cors, **{"Retry-After": retry_after})
     log.info("sse_kit: refused client %r: %s", client.id, exc)

@@ -4,18 +4,53 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from werkzeug.test import EnvironBuilder
 
 from sse_kit import Hub, serve_sse
+from sse_kit._backplane import Entry, Feed, Replay
+from sse_kit._wire import encode_fields
 from tests._decoder import DecodedEvent, SSEDecoder
 
 
 def environ(path: str = "/events", **headers: str) -> dict[str, Any]:
     """A WSGI environ for a GET of *path* with *headers*."""
     return EnvironBuilder(path=path, headers=headers).get_environ()
+
+
+def entry(ms: int, pattern: str) -> Entry:
+    """A backplane entry with ID ``<ms>-0`` and data ``e<ms>``."""
+    return f"{ms}-0", (ms, 0), pattern, encode_fields(f"e{ms}")
+
+
+class TestLog:
+    """A backplane whose log the test writes (through :attr:`feed`, as its reader
+    would) and whose :meth:`replay` the test answers (:attr:`on_replay`)."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self) -> None:
+        self.feed: Feed | None = None
+        self.on_replay: Callable[[str], Replay] = lambda after: Replay(reset="unavailable")
+
+    def publish(self, pattern: str, body: bytes) -> str:
+        raise NotImplementedError("the test writes the log through feed")
+
+    def start_reader(self, feed: Feed) -> TestLog:
+        self.feed = feed
+        feed.rebase("1-0", None)  # as a reader does at first contact
+        return self
+
+    def replay(self, after: str) -> Replay:
+        return self.on_replay(after)
+
+    def stop(self) -> None:
+        """The reader stops (nothing runs)."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class Reader:

@@ -24,7 +24,7 @@ from sse_kit._connection import DETACH_KEY, Stream
 from sse_kit._wire import LAST_CHUNK, encode_retry, frame_chunk
 from tests._decoder import DecodedEvent, decode
 from tests._live import ChunkedDecoder, wait_for
-from tests._streams import environ
+from tests._streams import TestLog, entry, environ
 
 OUTLET_THREAD = "sse_kit-outlet"
 # A payload a little under 1 KiB: a few fill a small socket buffer and tail.
@@ -284,6 +284,23 @@ def test_events_after_detach_arrive_in_order_one_chunk_per_batch(
     stats = hub.stats()
     assert stats["fast_writes"] == stats["delivered"] == 13
     assert stats["queued_writes"] == stats["fast_would_block"] == 0
+
+
+def test_a_backplane_batch_reaches_a_detached_stream_in_one_chunk_per_pattern_run(
+    hubs: Callable[..., Hub], conns: Callable[..., Conn]
+) -> None:
+    log = TestLog()
+    hub = hubs(backplane=log)
+    conn = conns(hub, "a")
+    conn.detach()
+    assert log.feed is not None
+    log.feed.deliver([entry(2, "a"), entry(3, "a"), entry(4, "b"), entry(5, "a"), entry(6, "a")])
+    hub.flush()
+    peer = conn.peer
+    peer.read_until(lambda: len(peer.chunks) == 3, what="3 chunks")
+    assert [[e.id for e in decode(c)] for c in peer.chunks[1:]] == [["2-0", "3-0"], ["5-0", "6-0"]]
+    stats = hub.stats()
+    assert (stats["published"], stats["fast_writes"], stats["delivered"]) == (5, 4, 4)
 
 
 def test_events_queued_before_the_detach_are_written_first(

@@ -58,9 +58,9 @@ def hubs(server: RedisServer) -> Iterator[Callable[..., Hub]]:
 
 def position(hub: Hub) -> str:
     """The stream position the hub's connected events carry ("" while unknown)."""
-    assert hub._router.link is not None
-    link = hub._router.link
-    return hub._call(lambda: link.history.last_id, "")
+    stream_history = hub._router.stream_history
+    assert stream_history is not None
+    return hub._call(lambda: stream_history.last_id, "")
 
 
 def messages(reader: Reader, n: int) -> list[tuple[str, str]]:

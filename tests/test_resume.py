@@ -9,8 +9,9 @@ import threading
 import pytest
 
 from sse_kit import Hub, serve_sse
+from sse_kit._backplane import Replay
 from tests._decoder import decode
-from tests._streams import Reader, environ
+from tests._streams import Reader, TestLog, entry, environ
 
 
 def test_a_reconnect_receives_exactly_what_it_missed_then_live_events() -> None:
@@ -144,3 +145,28 @@ def test_drop_policy_loses_events_for_the_slow_client_only() -> None:
         assert hub.stats()["dropped"] == 6
         assert not hub.get_client("slow").closed  # type: ignore[union-attr]
         stalled.close()
+
+
+def test_a_resume_read_from_the_backplane_holds_live_batches_then_loses_and_repeats_nothing(
+) -> None:
+    log = TestLog()
+
+    def replay(after: str) -> Replay:
+        # While the log is read, the reader delivers 2-0..4-0: held for this stream.
+        assert log.feed is not None and after == "0-9"
+        log.feed.deliver([entry(2, "a"), entry(3, "a"), entry(4, "b")])
+        hub.flush()
+        # The read saw up to 5-0 (the reader has not yet): 2-0..5-0 are the replay.
+        return Replay(entries=[entry(2, "a"), entry(3, "a"), entry(4, "b"), entry(5, "a")])
+
+    log.on_replay = replay
+    with Hub(backplane=log) as hub:
+        r = Reader(hub, "a", last_event_id="0-9")
+        assert r.next().event == "connected"
+        assert log.feed is not None
+        log.feed.deliver([entry(5, "a"), entry(6, "a")])  # 5-0 was replayed, 6-0 is new
+        log.feed.deliver([entry(7, "a")])
+        assert [e.id for e in r.take(5, event="message")] == ["2-0", "3-0", "5-0", "6-0", "7-0"]
+        r.close()
+        s = hub.stats()
+        assert (s["resumed"], s["replayed"], s["resets"]) == (1, 3, 0)
