@@ -28,9 +28,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -e '.[test,dev,redis]'
 	touch $@
 
-# bench-smoke and the oldest gunicorn's run before the whole suite, so that
+# bench-smoke, the chaos soak's smoke and the oldest gunicorn's run before the whole suite, so that
 # pytest's summary of the whole suite is the last thing CI prints.
-test: $(STAMP) browser-deps lint docs dist bench-smoke test-gunicorn-oldest
+test: $(STAMP) browser-deps lint docs dist bench-smoke soak-smoke test-gunicorn-oldest
 	$(BIN)/pytest
 
 $(OLDEST_STAMP): setup.cfg pyproject.toml
