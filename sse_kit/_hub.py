@@ -84,6 +84,16 @@ def _check_client(client: object) -> None:
         raise TypeError(f"client must be a sse_kit.Client, not {type(client).__name__}")
 
 
+# The constructor's options: read-only once the hub is built (the router and
+# the streams read them at registration, so a later change would silently
+# apply to some streams and not others).
+_OPTIONS: Final = frozenset({
+    "client_buffer", "keepalive_interval", "max_clients", "history_size", "history_ttl",
+    "slow_client", "retry", "shutdown_retry", "max_clients_per_id", "max_event_size",
+    "client_buffer_bytes", "max_age", "write_timeout", "backplane", "fast_path", "json_default",
+})
+
+
 class Hub:
     """Routes events to connected clients by glob patterns over client IDs.
 
@@ -132,6 +142,10 @@ class Hub:
         (``json.dumps``'s ``default``). Used by :meth:`broadcast_to_pattern` and
         :meth:`Client.send`. ``None``: such a value raises ``TypeError``.
     :raises ValueError: if any argument is out of range; the message names it.
+
+    Each argument is kept as a read-only attribute of the same name
+    (``hub.max_clients``); setting one later raises ``AttributeError``, since
+    streams already open would not see the change.
     """
 
     def __init__(
@@ -193,6 +207,7 @@ class Hub:
             raise TypeError(
                 f"json_default must be callable or None, not {type(json_default).__name__}")
         self.json_default = json_default
+        self._options_set = True  # from now on the options above are read-only
         self.counters = Counters()
         self._advisor = Advisor(self.counters)  # once per process: never reset
         # _state_lock guards starting and the end of run(): _thread, _pid,
@@ -219,6 +234,12 @@ class Hub:
         # The thread that serves detached streams (sse_kit._outlet); started by
         # the first stream that detaches, closed when the hub stops.
         self._outlet_now: Outlet | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OPTIONS and getattr(self, "_options_set", False):
+            raise AttributeError(
+                f"Hub.{name} is read-only: pass it to Hub({name}=...) when you build the hub")
+        super().__setattr__(name, value)
 
     def _outlet(self) -> Outlet | None:
         """The outlet detached streams are handed to, started on first use;

@@ -47,6 +47,14 @@ def test_defaults() -> None:
     assert hub.write_timeout == 30.0
 
 
+@pytest.mark.parametrize("name", ["max_clients", "write_timeout", "fast_path", "backplane"])
+def test_options_are_read_only_once_the_hub_is_built(name: str) -> None:
+    hub = Hub()
+    with pytest.raises(AttributeError, match=rf"Hub.{name} is read-only: pass it to Hub\({name}="):
+        setattr(hub, name, None)
+    hub.counters = hub.counters  # other attributes are not options
+
+
 def test_max_clients_per_id_refuses_the_newest() -> None:
     with Hub(max_clients_per_id=2) as hub:
         first, second = Client("user:1"), Client("user:1")
