@@ -182,11 +182,13 @@ class RedisBackplane:
         with self._lock:
             client, self._client = self._client, None
         if client is not None and self._pid == os.getpid():
+            # Only the idle connections (the one with the unread reply among them):
+            # another thread's command in flight keeps its own; the client and
+            # its pool go with the garbage once no thread uses them.
             pool = getattr(client, "connection_pool", None)
-            with contextlib.suppress(Exception):
-                if pool is not None:
-                    pool.disconnect()
-                client.close()
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    pool.disconnect(inuse_connections=False)
 
     def close(self) -> None:
         """Release this process's publishing connections. Readers end with their hubs."""
@@ -270,8 +272,8 @@ class RedisBackplane:
             if None in ids:
                 raise redis.ResponseError(f"stream {self.stream!r} vanished while publishing")
         except (redis.RedisError, OSError, ValueError) as exc:
-            # OSError/ValueError: another thread's _lost() closed this client's
-            # connection under this command (the event may or may not be in).
+            # OSError/ValueError: the connection was closed under this command
+            # (the event may or may not be in).
             self._lost(exc)
             raise self._unavailable(exc) from exc
         return [as_str(event_id) for event_id in ids]
@@ -308,7 +310,7 @@ class RedisBackplane:
             if reason:
                 return Replay(reset=reason)
             return Replay(entries=entries(xrange_rows(range_reply)))
-        except redis.RedisError as exc:
+        except (redis.RedisError, OSError) as exc:
             self._lost(exc)
             log.warning("sse_kit.redis: cannot read the stream for a resume: %s", exc)
         except Exception:  # a reply we cannot read: the stream gets a reset, not a 500
