@@ -300,7 +300,11 @@ class RedisBackplane:
         if key is None:
             return Replay(reset=RESET_UNKNOWN)
         try:
-            pipe = self._publisher().pipeline(transaction=True)
+            # The client stays referenced while its pipeline runs: dropped (after
+            # another thread's failure), redis-py's Redis.__del__ would close every
+            # connection of its pool, this pipeline's included.
+            client = self._publisher()
+            pipe = client.pipeline(transaction=True)
             pipe.xinfo_stream(self.stream)
             pipe.xrange(self.stream, min="(" + format_id(key), max="+")
             info_reply, range_reply = pipe.execute(raise_on_error=False)
