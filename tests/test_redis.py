@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -476,7 +477,9 @@ def follow_and_resume(backplane: RedisBackplane) -> None:
     backplane.close()
 
 
-def test_through_sentinel(redis_server: Callable[..., RedisServer]) -> None:
+def watched_master(redis_server: Callable[..., RedisServer]) -> tuple[RedisServer, Any]:
+    """A master, and a redis-py ``Sentinel`` client of one Sentinel that knows it
+    (as ``mymaster``)."""
     from redis.sentinel import MasterNotFoundError, Sentinel
 
     master = redis_server()
@@ -491,6 +494,11 @@ def test_through_sentinel(redis_server: Callable[..., RedisServer]) -> None:
             return False
 
     wait_for(found, message="the sentinel to know its master")
+    return master, sentinel
+
+
+def test_through_sentinel(redis_server: Callable[..., RedisServer]) -> None:
+    _, sentinel = watched_master(redis_server)
     follow_and_resume(RedisBackplane(lambda **kw: sentinel.master_for("mymaster", **kw),
                                      stream="myapp:sse"))
 
@@ -502,20 +510,7 @@ def test_a_publish_after_a_timeout_through_sentinel_is_its_own(
     # then keeps the unread reply; a publish that reused it read the previous
     # command's reply: it reported success with another event's ID while its
     # own event was never added (found by the chaos soak).
-    from redis.sentinel import MasterNotFoundError, Sentinel
-
-    master = redis_server()
-    monitor = redis_server(config=[f"sentinel monitor mymaster {master.host} {master.port} 1"],
-                           extra_args=["--sentinel"])
-    sentinel = Sentinel([(monitor.host, monitor.port)], socket_timeout=0.5)
-
-    def found() -> bool:
-        try:
-            return sentinel.discover_master("mymaster") == (master.host, master.port)
-        except MasterNotFoundError:
-            return False
-
-    wait_for(found, message="the sentinel to know its master")
+    master, sentinel = watched_master(redis_server)
     backplane = RedisBackplane(lambda **kw: sentinel.master_for("mymaster", **kw),
                                stream="t", timeout=0.5)
     ids = [backplane.publish("*", b"data: 1\n\n")]
