@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ._hub import Hub
     from ._router import _Registration
 
-__all__ = ["DETACH_KEY", "Detach", "Stream"]
+__all__ = ["DETACH_KEY", "Detach", "Stream", "note_closed", "note_end", "note_expired"]
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +199,10 @@ class Stream:
                 self._end = end
                 if end in COME_BACK:
                     frames.append(encode_retry(self._hub.shutdown_retry))
-                if end == SLOW:
-                    log.warning("sse_kit: cut slow client %r; it resumes from history",
-                                client.id)
-                elif end == GONE:
-                    log.info("sse_kit: client %r went away", client.id)
-                elif end == EXPIRED:
-                    self._hub.counters.add("expired")
-                    log.info("sse_kit: client %r reached max_age; it resumes on reconnect",
-                             client.id)
+                if end == EXPIRED:
+                    note_expired(self._hub, client.id)
+                else:
+                    note_end(client.id, end)
                 return b"".join(frames)
             if frames:
                 return frames[0] if len(frames) == 1 else b"".join(frames)
@@ -234,13 +229,33 @@ class Stream:
         if not self._complete and self._on_abort is not None:
             self._on_abort()
         _release(self._hub, self._client)
-        log.info(
-            "sse_kit: client %r disconnected (%s) after %.1fs: %d event(s), %d byte(s)",
-            self._client.id, self._end, time.monotonic() - self._opened,
-            self._events, self._bytes,
-        )
+        note_closed(self._client.id, self._end, self._opened, self._events, self._bytes)
 
 
 def _release(hub: Hub, client: Client) -> None:
     hub.unregister(client)
+
+
+# A stream's end, logged the same way whoever ends it: its own thread (parked)
+# or the hub's outlet (detached, sse_kit._outlet).
+
+
+def note_expired(hub: Hub, client_id: str) -> None:
+    """Count and log a stream that reached ``max_age``."""
+    hub.counters.add("expired")
+    log.info("sse_kit: client %r reached max_age; it resumes on reconnect", client_id)
+
+
+def note_end(client_id: str, end: str) -> None:
+    """Log why a stream ends, where the reason needs a line of its own."""
+    if end == SLOW:
+        log.warning("sse_kit: cut slow client %r; it resumes from history", client_id)
+    elif end == GONE:
+        log.info("sse_kit: client %r went away", client_id)
+
+
+def note_closed(client_id: str, why: str, opened: float, events: int, body_bytes: int) -> None:
+    """The one line a stream logs when it is closed."""
+    log.info("sse_kit: client %r disconnected (%s) after %.1fs: %d event(s), %d byte(s)",
+             client_id, why, time.monotonic() - opened, events, body_bytes)
 

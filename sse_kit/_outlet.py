@@ -44,7 +44,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import select
 import selectors
 import socket
 import threading
@@ -61,12 +60,13 @@ from ._client import (
     EXPIRED,
     GONE,
     SHUTDOWN,
-    SLOW,
     TIMED_OUT,
     WRITTEN,
     Client,
     SlowClientPolicy,
 )
+from ._connection import note_closed, note_end, note_expired
+from ._socket import peer_open
 from ._wire import LAST_CHUNK, encode_comment, encode_retry, frame_chunk
 
 if TYPE_CHECKING:
@@ -241,19 +241,8 @@ class OwnedSocket:
         """Whether the peer has closed the connection, asked now (the hub thread
         at a limit: a tab that reloads closes its old stream a moment before the
         new one registers, sooner than the outlet may have noticed). Never
-        blocks and consumes nothing: a zero-timeout poll, then a peek."""
-        if self.peer_gone:
-            return True
-        try:
-            poller = select.poll()
-            poller.register(self._sock, select.POLLIN)
-            if not poller.poll(0):
-                return False
-            return self._sock.recv(1, socket.MSG_PEEK) == b""
-        except BlockingIOError:
-            return False
-        except (OSError, ValueError):  # reset, or already closed
-            return True
+        blocks and consumes nothing (see :func:`sse_kit._socket.peer_open`)."""
+        return self.peer_gone or not peer_open(self._sock)
 
     def read_peer(self) -> bool:
         """Drain what the peer sent; False once it has closed or reset the
@@ -354,11 +343,6 @@ class Outlet:
             self._wake_w.send(b"\0")
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
-
-    @property
-    def streams(self) -> int:
-        """Detached streams open now."""
-        return len(self._sinks)
 
     # -- the outlet thread --------------------------------------------------------
 
@@ -493,9 +477,7 @@ class Outlet:
             if sink.expires is not None and now >= sink.expires:
                 # After the tail, as on the parked path: a reader that is behind expires too.
                 if client._finish(EXPIRED):
-                    hub.counters.add("expired")
-                    log.info("sse_kit: client %r reached max_age; it resumes on reconnect",
-                             client.id)
+                    note_expired(hub, client.id)
                 continue
             if sink.tail_size:
                 if write_timeout is not None and now - sink.last_write >= write_timeout:
@@ -530,16 +512,9 @@ class Outlet:
         with client._lock:  # no writer may be in send() while the descriptor goes
             sink.close()
         end = client.end_reason or GONE
-        if end == SLOW:
-            log.warning("sse_kit: cut slow client %r; it resumes from history", client.id)
-        elif end == GONE:
-            log.info("sse_kit: client %r went away", client.id)
+        note_end(client.id, end)
         self._hub.unregister(client)
-        log.info(
-            "sse_kit: client %r disconnected (%s) after %.1fs: %d event(s), %d byte(s)",
-            client.id, _reason_text(end), time.monotonic() - sink.opened, sink.events,
-            sink.body_bytes,
-        )
+        note_closed(client.id, _reason_text(end), sink.opened, sink.events, sink.body_bytes)
 
 
 def _reason_text(reason: str) -> str:

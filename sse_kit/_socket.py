@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Final
 
-__all__ = ["guard", "peer_probe"]
+__all__ = ["guard", "peer_open", "peer_probe"]
 
 ENVIRON_KEY: Final = "gunicorn.socket"
 
@@ -37,10 +37,12 @@ def peer_probe(environ: Mapping[str, Any]) -> Callable[[], bool] | None:
     """A callable that says whether the peer may still be there (``False`` once it
     has closed or reset the connection), or ``None`` without a socket."""
     sock = _socket_of(environ)
-    return None if sock is None else partial(_peer_open, sock)
+    return None if sock is None else partial(peer_open, sock)
 
 
-def _peer_open(sock: socket.socket) -> bool:
+def peer_open(sock: socket.socket) -> bool:
+    """Whether the peer may still be there (``False`` once it has closed or reset
+    the connection); never blocks and consumes nothing."""
     # poll(), not select(): descriptors above FD_SETSIZE are common with many streams.
     # A zero timeout, and a peek only once data (or EOF) is waiting: never blocks.
     try:
@@ -49,6 +51,8 @@ def _peer_open(sock: socket.socket) -> bool:
         if not poller.poll(0):
             return True  # nothing to read: no FIN, no RST seen
         return sock.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:  # a non-blocking socket woken without data
+        return True
     except (OSError, ValueError):  # reset, or the socket is already closed
         return False
 
