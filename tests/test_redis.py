@@ -528,6 +528,50 @@ def test_a_publish_after_a_timeout_through_sentinel_is_its_own(
     backplane.close()
 
 
+def sentinel_address(sentinel: Any) -> str:
+    """``host:port`` of the (first) Sentinel a redis-py ``Sentinel`` client asks."""
+    options = sentinel.sentinels[0].connection_pool.connection_kwargs
+    return f"{options['host']}:{options['port']}"
+
+
+def test_command_line_publish_through_sentinel(redis_server: Callable[..., RedisServer]) -> None:
+    master, sentinel = watched_master(redis_server)
+    monitor = sentinel_address(sentinel)
+    hub = Hub(backplane=RedisBackplane(master.url, stream="jobs"), keepalive_interval=30).start()
+    try:
+        reader = Reader(hub, "job:7:a")
+        reader.next()
+        result = subprocess.run(
+            [sys.executable, "-m", "sse_kit", "publish", "--sentinel", f"{monitor},{monitor}",
+             "--master", "mymaster", "--stream", "jobs", "job:7:*", "done"],
+            capture_output=True, text=True, check=True,
+        )
+        event = reader.next()
+        assert (event.data, event.id) == ("done", result.stdout.strip())
+        assert f"at master 'mymaster' via Sentinel {monitor}" in result.stderr
+    finally:
+        hub.stop()
+        assert hub.backplane is not None
+        hub.backplane.close()
+
+
+@pytest.mark.parametrize(("spec", "master", "status", "says"), [
+    ("localhost", "mymaster", 2, "--sentinel must be host:port"),
+    ("{monitor}", "nobody", 1, "unreachable"),
+])
+def test_command_line_publish_through_sentinel_fails_clearly(
+    redis_server: Callable[..., RedisServer], spec: str, master: str, status: int, says: str,
+) -> None:
+    _, sentinel = watched_master(redis_server)
+    monitor = sentinel_address(sentinel)
+    result = subprocess.run(
+        [sys.executable, "-m", "sse_kit", "publish", "--sentinel", spec.format(monitor=monitor),
+         "--master", master, "x", "y"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == status and says in result.stderr, result.stderr
+
+
 def test_through_a_cluster_with_a_hash_tagged_key(redis_server: Callable[..., RedisServer]) -> None:
     from redis.cluster import RedisCluster
 
