@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes = None
     else:
         plan = Plan(streams=streams, burst=1000, seconds=0, spacing=10.0, cycles=2,
-                    max_requests=5 * streams)
+                    max_requests=4 * streams)
         minutes = args.minutes
     where = Path(tempfile.mkdtemp(prefix="sse-chaos-"))
     print(f"chaos soak: {plan.streams} streams; logs under {where}", flush=True)

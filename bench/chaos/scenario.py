@@ -241,7 +241,13 @@ class Scenario:
     def _drive_to_max_requests(self, server: GunicornServer) -> None:
         """Send requests (4 keep-alive clients) until a worker logs that it reached
         ``max_requests``; gunicorn then retires it as it would in production."""
-        before = server.log_text().count(AUTORESTART)
+        log = server.log_path.open("rb")
+        log.seek(0, os.SEEK_END)  # only what is logged from now on (the log is long)
+        seen = bytearray()
+
+        def retiring() -> bool:
+            seen.extend(log.read())
+            return AUTORESTART.encode() in seen
         done = threading.Event()
 
         def hammer() -> None:
@@ -253,9 +259,10 @@ class Scenario:
         for thread in threads:
             thread.start()
         try:
-            wait_for(lambda: server.log_text().count(AUTORESTART) > before, timeout=SETTLE,
-                     interval=0.1, message="a worker to reach max_requests")
+            wait_for(retiring, timeout=SETTLE, interval=0.1,
+                     message="a worker to reach max_requests")
         finally:
+            log.close()
             done.set()
             for thread in threads:
                 thread.join(10)
