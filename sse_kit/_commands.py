@@ -13,12 +13,18 @@ from typing import Any, Final
 from ._backplane import Backplane, Entry, Feed
 from ._client import Client
 from ._exceptions import HubNotRunning
-from ._history import Resume
+from ._history import RESET_UNAVAILABLE, Resume, parse_stream_id
 from ._patterns import compile_pattern
 from ._receipt import Receipt
 from ._router import BATCH_BYTES, BATCH_EVENTS, Router, _Catchup, _Registration, signal
 from ._stats import Counters
 from ._wire import with_id
+
+# How far (in the stream's milliseconds) a resume's Last-Event-ID may be ahead of
+# this hub's reader, when the log cannot be asked, and still be taken as real:
+# readers of one stream on different workers differ by milliseconds, by seconds
+# after an outage (each reconnects on its own backoff).
+AHEAD_MAX_MS: Final = 10_000
 
 __all__ = [
     "STOP", "Call", "Command", "Deliver", "Inbox", "Publish", "Rebase", "Register",
@@ -204,8 +210,14 @@ class Inbox:
             replay = backplane.replay(reg.client.last_event_id or "")
             if replay.reset is not None:
                 reg.resume = Resume(reset=replay.reset)
-                reg.position = catchup.fallback
-                catchup.threshold = (0, 0)
+                if replay.reset == RESET_UNAVAILABLE and _just_ahead(catchup):
+                    # Another worker's reader is a little ahead of this one: the stream
+                    # goes on after the ID the client has, never before it (which
+                    # would send again what it had).
+                    reg.position = reg.client.last_event_id or ""
+                else:
+                    reg.position = catchup.fallback
+                    catchup.threshold = (0, 0)
                 counters.add("resets")
                 return
             client_id, frames = reg.client.id, []
@@ -264,3 +276,11 @@ class Inbox:
             except queue.Empty:
                 return
             command.abandon()
+
+
+def _just_ahead(catchup: _Catchup) -> bool:
+    """Whether the client's ID is newer than this hub's position by at most
+    :data:`AHEAD_MAX_MS`: another reader of the stream was a little ahead (an ID
+    further ahead, unchecked while the log is unavailable, is not trusted)."""
+    fallback = parse_stream_id(catchup.fallback)
+    return fallback is not None and fallback < catchup.key <= (fallback[0] + AHEAD_MAX_MS, 0)

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from sse_kit import Backplane, BackplaneUnavailable, Broadcaster, Hub, InvalidPattern, serve_sse
+from sse_kit._commands import AHEAD_MAX_MS
 from sse_kit._wire import encode_fields
 from sse_kit.redis import RedisBackplane
 from tests._decoder import SSEDecoder
@@ -399,6 +400,54 @@ def test_a_hub_started_while_redis_is_down_catches_up_when_it_comes_back(
     wait_for(lambda: position(hub), message="the reader to reach Redis")
     hub.broadcast_to_pattern("x", "hello")
     assert [d for _, d in messages(reader, 1)] == ["hello"]
+
+
+def test_a_resume_redis_cannot_serve_goes_on_after_an_id_another_reader_gave(
+    hubs: Callable[..., Hub], server: RedisServer, admin: redis.Redis,
+) -> None:
+    # Found by the chaos soak: a browser had an event from a worker whose reader was
+    # a few ms ahead, and resumed on this one while Redis was unreachable. Its reset
+    # put it at this hub's older position, so its next resume got that event again.
+    hub = hubs(bp={"timeout": 0.3, "block": 0.3, "reconnect_max": 0.3})
+    first = Reader(hub, "x")
+    first.next()
+    hub.broadcast_to_pattern("x", "one")
+    ((seen, _),) = messages(first, 1)
+    ms, seq = (int(part) for part in seen.split("-"))
+    ahead = f"{ms + 1}-0"  # what another worker's reader had already delivered
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        again = Reader(hub, "x", last_event_id=ahead)
+        connected, reset = again.next(), again.next()
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert reset.event == "reset" and '"reason":"unavailable"' in reset.data
+    assert connected.id == ahead  # not this hub's older position
+    # An entry at or before that ID reaches this hub's reader only now: the client had it.
+    admin.xadd("sse_kit", {"p": "x", "b": b"data: had\n\n"}, id=f"{ms}-{seq + 1}")
+    hub.broadcast_to_pattern("x", "new")
+    assert [d for _, d in messages(first, 2)] == ["had", "new"]
+    assert [d for _, d in messages(again, 1)] == ["new"]
+
+
+def test_a_resume_redis_cannot_serve_distrusts_an_id_far_ahead(
+    hubs: Callable[..., Hub], server: RedisServer,
+) -> None:
+    hub = hubs(bp={"timeout": 0.3, "block": 0.3, "reconnect_max": 0.3})
+    first = Reader(hub, "x")
+    first.next()
+    hub.broadcast_to_pattern("x", "one")
+    ((seen, _),) = messages(first, 1)
+    far = f"{int(seen.split('-')[0]) + AHEAD_MAX_MS + 1}-0"
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        again = Reader(hub, "x", last_event_id=far)
+        connected, reset = again.next(), again.next()
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert reset.event == "reset" and connected.id == seen  # this hub's position
+    hub.broadcast_to_pattern("x", "new")
+    assert [d for _, d in messages(again, 1)] == ["new"]
 
 
 # -- the command line ------------------------------------------------------------------
