@@ -156,7 +156,8 @@ def _scenario(r: Result) -> list[str]:
         " next `200` (the load generator waits 0.1-1 s before retrying, as a browser's"
         " `retry` would); *first event* is until every ordinary stream received an event"
         " published after the fault; *resources back* is until the workers were within the"
-        " bounds again.",
+        " bounds again. Both are timed from the fault (for *max-requests*, from the worker's"
+        " `Autorestarting` line, not from the first of the requests that drove it there).",
         "",
         "| fault | times | streams cut | reconnect p50 s | reconnect p99 s | first event p50 s"
         " | first event max s | resources back max s |",
@@ -182,7 +183,7 @@ def _scenario(r: Result) -> list[str]:
 def _usage_table(r: Result) -> list[str]:
     if r.baseline is None or not r.usage:
         return []
-    rows = [("baseline", r.baseline), ("last sample, streams closed", r.usage[-1])]
+    rows = [("baseline", r.baseline), ("last sample", r.usage[-1])]
     peak = max(r.usage, key=lambda u: u.rss_kib)
     rows.insert(1, ("highest RSS", peak))
     out = ["| workers | when | RSS MiB | threads (busiest worker) | descriptors | streams open |",

@@ -207,7 +207,6 @@ class Scenario:
         at = time.monotonic()
         watched = normal
         print(f"  [{self.name}] fault: {fault}", flush=True)
-        self.result.faults_at.append((fault, at))
         if fault == "kill-worker":
             victim = server.wait_for_workers(timeout=SETTLE)[0]
             os.kill(victim, signal.SIGKILL)
@@ -223,7 +222,7 @@ class Scenario:
             assert self.redis_set is not None
             self.redis_set.kill_master()
         elif fault == "max-requests":
-            self._drive_to_max_requests(server)
+            at = self._drive_to_max_requests(server)  # timed from the worker's retirement
         elif fault == "restart-redis":
             assert self.redis_set is not None
             before, after = self.redis_set.restart_master("chaos")
@@ -231,6 +230,7 @@ class Scenario:
                 self.result.violations.append(Violation(
                     "aof", "redis", f"the restarted master's last entry {after} is older than"
                     f" {before}, the last before the kill: acknowledged entries lost"))
+        self.result.faults_at.append((fault, at))
         self._recovered(fault, watched, at, RECOVERY_BOUND)
         if fault == "burst":
             load.close(watched[len(normal):])
@@ -238,9 +238,10 @@ class Scenario:
             server.wait_for_workers(timeout=SETTLE)
         self._settled(fault, at)
 
-    def _drive_to_max_requests(self, server: GunicornServer) -> None:
+    def _drive_to_max_requests(self, server: GunicornServer) -> float:
         """Send requests (4 keep-alive clients) until a worker logs that it reached
-        ``max_requests``; gunicorn then retires it as it would in production."""
+        ``max_requests``; gunicorn then retires it as it would in production.
+        Returns when the line was seen (monotonic)."""
         log = server.log_path.open("rb")
         log.seek(0, os.SEEK_END)  # only what is logged from now on (the log is long)
         seen = bytearray()
@@ -262,10 +263,12 @@ class Scenario:
             wait_for(retiring, timeout=SETTLE, interval=0.1,
                      message="a worker to reach max_requests")
         finally:
+            seen_at = time.monotonic()
             log.close()
             done.set()
             for thread in threads:
                 thread.join(10)
+        return seen_at
 
     def _settled(self, fault: str, at: float) -> None:
         """Wait until the workers' memory, threads and descriptors are back within
