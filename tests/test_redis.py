@@ -402,27 +402,36 @@ def test_a_hub_started_while_redis_is_down_catches_up_when_it_comes_back(
     assert [d for _, d in messages(reader, 1)] == ["hello"]
 
 
+def resume_while_stopped(hubs: Callable[..., Hub], server: RedisServer, ahead_ms: int,
+                         ) -> tuple[Hub, Reader, str, Reader, list[Any]]:
+    """A hub that delivered one event to ``x``; then, with Redis stopped, a resume
+    with an ID *ahead_ms* after it. Returns the hub, the first reader, the event's
+    ID, the resumed reader and its first two events (``connected``, ``reset``)."""
+    hub = hubs(bp={"timeout": 0.3, "block": 0.3, "reconnect_max": 0.3})
+    first = Reader(hub, "x")
+    first.next()
+    hub.broadcast_to_pattern("x", "one")
+    ((seen, _),) = messages(first, 1)
+    ahead = f"{int(seen.split('-')[0]) + ahead_ms}-0"
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        again = Reader(hub, "x", last_event_id=ahead)
+        head = [again.next(), again.next()]
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert head[1].event == "reset" and '"reason":"unavailable"' in head[1].data
+    return hub, first, seen, again, head
+
+
 def test_a_resume_redis_cannot_serve_goes_on_after_an_id_another_reader_gave(
     hubs: Callable[..., Hub], server: RedisServer, admin: redis.Redis,
 ) -> None:
     # Found by the chaos soak: a browser had an event from a worker whose reader was
     # a few ms ahead, and resumed on this one while Redis was unreachable. Its reset
     # put it at this hub's older position, so its next resume got that event again.
-    hub = hubs(bp={"timeout": 0.3, "block": 0.3, "reconnect_max": 0.3})
-    first = Reader(hub, "x")
-    first.next()
-    hub.broadcast_to_pattern("x", "one")
-    ((seen, _),) = messages(first, 1)
+    hub, first, seen, again, (connected, _) = resume_while_stopped(hubs, server, 1)
     ms, seq = (int(part) for part in seen.split("-"))
-    ahead = f"{ms + 1}-0"  # what another worker's reader had already delivered
-    os.kill(server.pid, signal.SIGSTOP)
-    try:
-        again = Reader(hub, "x", last_event_id=ahead)
-        connected, reset = again.next(), again.next()
-    finally:
-        os.kill(server.pid, signal.SIGCONT)
-    assert reset.event == "reset" and '"reason":"unavailable"' in reset.data
-    assert connected.id == ahead  # not this hub's older position
+    assert connected.id == f"{ms + 1}-0"  # what the client had, not this hub's older position
     # An entry at or before that ID reaches this hub's reader only now: the client had it.
     admin.xadd("sse_kit", {"p": "x", "b": b"data: had\n\n"}, id=f"{ms}-{seq + 1}")
     hub.broadcast_to_pattern("x", "new")
@@ -433,19 +442,8 @@ def test_a_resume_redis_cannot_serve_goes_on_after_an_id_another_reader_gave(
 def test_a_resume_redis_cannot_serve_distrusts_an_id_far_ahead(
     hubs: Callable[..., Hub], server: RedisServer,
 ) -> None:
-    hub = hubs(bp={"timeout": 0.3, "block": 0.3, "reconnect_max": 0.3})
-    first = Reader(hub, "x")
-    first.next()
-    hub.broadcast_to_pattern("x", "one")
-    ((seen, _),) = messages(first, 1)
-    far = f"{int(seen.split('-')[0]) + AHEAD_MAX_MS + 1}-0"
-    os.kill(server.pid, signal.SIGSTOP)
-    try:
-        again = Reader(hub, "x", last_event_id=far)
-        connected, reset = again.next(), again.next()
-    finally:
-        os.kill(server.pid, signal.SIGCONT)
-    assert reset.event == "reset" and connected.id == seen  # this hub's position
+    hub, _, seen, again, (connected, _) = resume_while_stopped(hubs, server, AHEAD_MAX_MS + 1)
+    assert connected.id == seen  # this hub's position
     hub.broadcast_to_pattern("x", "new")
     assert [d for _, d in messages(again, 1)] == ["new"]
 
