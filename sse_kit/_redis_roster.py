@@ -115,12 +115,12 @@ reap(KEYS[1], ARGV[2], ARGV[1], now_ms(), left)
 return left
 """
 
-# ARGV[3]: a client ID, or '' for all. Returns {cid, n, cid, n, ...} over the
+# ARGV[4]: a client ID, or '' for all. Returns {cid, n, cid, n, ...} over the
 # live members (a client ID once per member holding it).
 _COUNT: Final = _LIB + """
 local now = now_ms()
-if ARGV[3] ~= '' then
-  return {ARGV[3], elsewhere(KEYS[1], ARGV[2], '', ARGV[3], now)}
+if ARGV[4] ~= '' then
+  return {ARGV[4], elsewhere(KEYS[1], ARGV[2], '', ARGV[4], now)}
 end
 local out = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
