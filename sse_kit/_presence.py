@@ -73,7 +73,7 @@ def announce(hub: Hub, client_ids: Iterable[str], state: str) -> None:
                                          event=EVENT_TYPE_PRESENCE)
         except Exception:  # the app's callable, or the backplane: log, go on
             hub.counters.add("cluster_errors")
-            log.exception("sse_kit: could not announce %r's %s", client_id, state)
+            log.exception("sse_kit: could not announce the %s of client %r", state, client_id)
 
 
 # What an admission gets when the thread stopped first (not counted: the hub is

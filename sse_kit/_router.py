@@ -478,7 +478,7 @@ class Router:
                 self.publish(pattern, [body])
         except Exception:  # the app's callable failed: the stream is fine
             self.counters.add("cluster_errors")
-            log.exception("sse_kit: could not announce %r's %s", client_id, state)
+            log.exception("sse_kit: could not announce the %s of client %r", state, client_id)
 
     def presence(self, pattern: Pattern) -> dict[str, int]:
         """Streams per client ID matching *pattern*, on this hub."""
