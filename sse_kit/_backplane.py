@@ -43,7 +43,7 @@ class Control:
 
     :ivar event_id: its entry ID (never an SSE ``id:``: it is not an event).
     :ivar key: *event_id* parsed.
-    :ivar action: what to do (:data:`DISCONNECT`).
+    :ivar action: what to do (``"disconnect"``).
     :ivar pattern: the client-ID glob it acts on.
     """
 

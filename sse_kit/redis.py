@@ -14,7 +14,7 @@ Install with ``pip install sse_kit[redis]``; needs Redis 6.2 or newer.
   <pattern>``) to the same stream, so every hub ends the matching streams at
   the same place among the events.
 * Each hub process keeps its streams' count per client ID in a *roster* (keys
-  ``<stream>:roster*``, see :mod:`sse_kit._redis_roster`), renewed by
+  ``<stream>:roster*``, see ``docs/redis.md``), renewed by
   heartbeats, for ``max_clients_per_id`` across the cluster and ``hub.presence()``.
 * Every stream starts with a *genesis* entry (no pattern, never delivered), so a
   stream that was lost (Redis restarted empty) and made anew is told apart from
