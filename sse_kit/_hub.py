@@ -253,7 +253,8 @@ class Hub:
             self.advise_once(
                 "per_worker_control", logging.WARNING,
                 "sse_kit: the backplane %r carries no control entries and keeps no roster: "
-                "disconnect(), max_clients_per_id and presence() act on this worker only. "
+                "disconnect(), max_clients_per_id and presence() act on this worker only, "
+                "and presence_events are not sent. "
                 "Use sse_kit.redis.RedisBackplane for cluster-wide ones", backplane)
         # _state_lock guards starting and the end of run(): _thread, _pid,
         # _running, and creating _outlet_now. Never held while waiting for the
@@ -606,8 +607,8 @@ class Hub:
         """How many streams the control entry *entry_id* ended on this hub, once
         its reader applied it (0 if it does not run here, or not in time)."""
         key = parse_stream_id(entry_id)
-        if key is None or not self.running:
-            return 0
+        if key is None or not self.running or threading.current_thread() is self._thread:
+            return 0  # nothing here to wait for (or the hub thread itself: it applies it later)
         awaited = _Awaited(key)
         self._inbox.await_control(awaited)
         if not awaited.done.acquire(True, _CONTROL_WAIT):
