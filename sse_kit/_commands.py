@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from ._backplane import Backplane, Feed, Item
 from ._client import Client
+from ._controls import Awaited
 from ._exceptions import HubNotRunning
 from ._history import Resume
 from ._patterns import compile_pattern
@@ -20,7 +21,6 @@ from ._router import (
     BATCH_BYTES,
     BATCH_EVENTS,
     Router,
-    _Awaited,
     _Catchup,
     _Registration,
     signal,
@@ -143,10 +143,10 @@ class AwaitControl(Command):
     """A Hub.disconnect() waits on ``awaited.done`` for its control entry to be
     applied here."""
 
-    awaited: _Awaited
+    awaited: Awaited
 
     def run(self, router: Router) -> None:
-        router.await_control(self.awaited)
+        router.controls.wait(self.awaited)
 
     def abandon(self) -> None:
         self.awaited.done.release()
@@ -201,7 +201,7 @@ class Inbox:
         self._queue.put(call)
         return call
 
-    def await_control(self, awaited: _Awaited) -> None:
+    def await_control(self, awaited: Awaited) -> None:
         """Answer *awaited* once its control entry is applied on the hub thread."""
         self._queue.put(AwaitControl(awaited))
 

@@ -64,14 +64,15 @@ from ._backplane import Backplane, BackplaneReader
 from ._client import CLOSED, DISCONNECT, DROP, Client, SlowClientPolicy
 from ._cluster import ClusterBackplane
 from ._commands import Inbox
-from ._exceptions import BackplaneUnavailable, EventTooLarge, HubFull, HubNotRunning
+from ._controls import Awaited
+from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
 from ._history import parse_stream_id
 from ._options import check_int, check_seconds
 from ._outlet import Outlet
 from ._patterns import compile_pattern, validate_pattern
 from ._presence import Presence
 from ._receipt import Receipt
-from ._router import MIB, Router, _Awaited, _Registration
+from ._router import MIB, Router, _Registration
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
 
@@ -530,7 +531,7 @@ class Hub:
         self._ensure_running("a new stream")
         presence = self._presence
         if presence is not None:
-            self._admit(presence, client)
+            presence.take(client.id)  # a slot in the cluster, or HubFull
         try:
             self._inbox.register(reg)
             while not reg.done.acquire(True, _POLL):
@@ -548,16 +549,6 @@ class Hub:
             assert self.backplane is not None
             self._inbox.catch_up(reg, self.backplane, self.counters)
         return reg
-
-    def _admit(self, presence: Presence, client: Client) -> None:
-        """Take a slot for *client* in the cluster's roster, or raise :class:`HubFull`."""
-        admission = presence.admit(client.id)
-        if not admission.admitted:
-            self.counters.add("refused_per_id")
-            raise HubFull(
-                f"client ID {client.id!r} already has max_clients_per_id="
-                f"{self.max_clients_per_id} streams across the cluster",
-                limit="max_clients_per_id")
 
     def unregister(self, client: Client) -> None:
         """Remove *client* and end its stream; idempotent, never blocks.
@@ -609,7 +600,7 @@ class Hub:
         key = parse_stream_id(entry_id)
         if key is None or not self.running or threading.current_thread() is self._thread:
             return 0  # nothing here to wait for (or the hub thread itself: it applies it later)
-        awaited = _Awaited(key)
+        awaited = Awaited(key)
         self._inbox.await_control(awaited)
         if not awaited.done.acquire(True, _CONTROL_WAIT):
             log.warning("sse_kit: this worker has not read the control entry %s within %gs; "

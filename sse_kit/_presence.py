@@ -10,9 +10,9 @@ with or without a backplane.
 # thread when the hub's backplane keeps a roster) is the only writer of this
 # process's roster entry and the only reader and writer of ``_counts``, the
 # streams this process holds per client ID (the truth the roster mirrors).
-# Request threads hand it admissions (Admit, answered through a one-shot lock
-# they wait on) and the hub thread hands it leaves (Leave, never waited for):
-# the hub thread never waits on the broker. Between commands it beats every
+# Request threads hand it admissions (take(): an _Admit, answered through a
+# one-shot lock they wait on) and the hub thread hands it leaves (leave(): a
+# _Leave, never waited for): the hub thread never waits on the broker. Between commands it beats every
 # ttl / 3 seconds, so a process that dies without stopping lapses ttl seconds
 # after its last beat, and whoever beats next reaps it (announcing its client
 # IDs' leave).
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._cluster import Admission, ClusterBackplane, Roster
 from ._event import EVENT_TYPE_PRESENCE, presence_data
-from ._exceptions import BackplaneUnavailable
+from ._exceptions import BackplaneUnavailable, HubFull
 from ._patterns import EXACT, Pattern
 from ._router import signal
 
@@ -126,15 +126,22 @@ class Presence:
             self._queue.put(_STOP)
             self._thread.join(timeout)
 
-    def admit(self, client_id: str) -> Admission:
-        """On a request thread: count a new stream of *client_id* in the cluster,
-        unless it already holds ``max_clients_per_id`` there."""
+    def take(self, client_id: str) -> None:
+        """On a request thread: count a new stream of *client_id* in the cluster.
+
+        :raises HubFull: if the cluster already holds ``max_clients_per_id`` of them.
+        """
         command = _Admit(client_id)
         self._queue.put(command)
         while not command.done.acquire(True, _POLL):
             if not self._thread.is_alive():
                 break
-        return command.result
+        if not command.result.admitted:
+            self._hub.counters.add("refused_per_id")
+            raise HubFull(
+                f"client ID {client_id!r} already has max_clients_per_id="
+                f"{self._hub.max_clients_per_id} streams across the cluster",
+                limit="max_clients_per_id")
 
     def leave(self, client_id: str) -> None:
         """A stream of *client_id* ended (or was refused after its admission); never blocks."""

@@ -23,7 +23,7 @@ is locked. Other threads reach a :class:`Router` only through the hub's inbox
 # A control entry (a cluster-wide Hub.disconnect) comes through deliver() among
 # the events: the run before it is routed first, then it ends the streams it
 # matches, so each of them got every event logged before it and none after it.
-# The hub that wrote it waits (_Awaited) to learn how many streams it ended here.
+# The hub that wrote it waits (_controls.py) to learn how many streams it ended here.
 # Presence: with a roster (_presence.py) each stream that leaves the index is
 # told to it; without a backplane, join/leave events are published from here.
 
@@ -32,12 +32,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._backplane import DISCONNECT, Backplane, Control, Item
 from ._client import CLOSED, KICKED, SHUTDOWN, Client, SlowClientPolicy, deliver
+from ._controls import Controls
 from ._event import EVENT_TYPE_PRESENCE, encode_reset, presence_data
 from ._exceptions import HubFull
 from ._history import (
@@ -56,7 +56,7 @@ from ._wire import data_to_text, encode_fields, with_id
 if TYPE_CHECKING:
     from ._presence import Presence
 
-__all__ = ["Router", "Settings", "_Awaited", "_Catchup", "_Registration", "signal"]
+__all__ = ["Router", "Settings", "_Catchup", "_Registration", "signal"]
 
 log = logging.getLogger("sse_kit._hub")
 
@@ -67,9 +67,6 @@ MIB: Final = 1024 * 1024
 # send buffer (Linux starts at 16 KiB) so it is rarely partial.
 BATCH_EVENTS: Final = 256
 BATCH_BYTES: Final = 16 * 1024
-# How many applied control entries keep their count of ended streams, for a
-# Hub.disconnect() whose wait reaches the hub thread after its entry did.
-_APPLIED: Final = 64
 
 
 def signal() -> threading.Lock:
@@ -122,17 +119,6 @@ class _Registration:
         self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
 
 
-class _Awaited:
-    """A Hub.disconnect() waiting for its control entry to be applied here."""
-
-    __slots__ = ("done", "key", "result")
-
-    def __init__(self, key: StreamKey) -> None:
-        self.key = key
-        self.done = signal()  # released once, when applied (or passed, or the hub stops)
-        self.result = 0  # streams it ended on this hub
-
-
 class Settings(Protocol):
     """What a router reads of its hub's configuration (a :class:`sse_kit.Hub`)."""
 
@@ -179,10 +165,7 @@ class Router:
         # Join/leave events published here: only without a backplane (with a
         # roster the presence thread announces them, cluster-wide).
         self._announce = settings.presence_events if settings.backplane is None else None
-        # Control entries: the last one applied, recent counts, and who waits.
-        self._control_key: StreamKey = (0, 0)
-        self._applied: OrderedDict[StreamKey, int] = OrderedDict()
-        self._awaited: dict[StreamKey, _Awaited] = {}
+        self.controls = Controls()  # the control entries applied, and who waits for one
 
     # -- events: ID, history, match, deliver --------------------------------------
 
@@ -253,9 +236,8 @@ class Router:
 
     def _control(self, control: Control) -> None:
         """Apply a control entry read from the log (once)."""
-        if control.key <= self._control_key:
+        if not self.controls.is_new(control.key):
             return
-        self._control_key = control.key
         n = 0
         if control.action == DISCONNECT:
             n = self.kick(compile_pattern(control.pattern))
@@ -263,27 +245,7 @@ class Router:
                 self.counters.add("kicked", n)
         else:  # from a newer sse_kit in the same cluster: nothing to do here
             self.counters.add("cluster_errors")
-        self._applied[control.key] = n
-        if len(self._applied) > _APPLIED:
-            self._applied.popitem(last=False)
-        awaited = self._awaited.pop(control.key, None)
-        if awaited is not None:
-            awaited.result = n
-            awaited.done.release()
-
-    def await_control(self, awaited: _Awaited) -> None:
-        """Answer *awaited* once its control entry is applied here (now, if it was)."""
-        if awaited.key in self._applied or awaited.key <= self._control_key:
-            awaited.result = self._applied.get(awaited.key, 0)
-            awaited.done.release()
-        else:
-            self._awaited[awaited.key] = awaited
-
-    def _release_awaited(self, upto: StreamKey | None) -> None:
-        """Answer the waits for control entries up to *upto* (all: ``None``) that
-        this hub will never apply (its reader skipped past them, or it stops)."""
-        for key in [k for k in self._awaited if upto is None or k <= upto]:
-            self._awaited.pop(key).done.release()
+        self.controls.applied(control.key, n)
 
     def _route(self, pattern: Pattern, frames: Sequence[bytes], keys: Sequence[StreamKey]
                ) -> int:
@@ -352,7 +314,7 @@ class Router:
             log.error("sse_kit: backplane reported an invalid position %r", position)
             return
         self.stream_history.rebase(key)
-        self._release_awaited(key)
+        self.controls.release(key)
         if reason is None:
             return
         for catchup in self.catchups.values():
@@ -498,7 +460,7 @@ class Router:
 
     def end_all(self) -> int:
         """End every stream (the hub is stopping); return how many there were."""
-        self._release_awaited(None)
+        self.controls.release(None)
         for client in list(self.index.clients()):
             client._finish(SHUTDOWN)
         n = len(self.index)
