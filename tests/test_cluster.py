@@ -62,7 +62,7 @@ def test_disconnect_ends_matching_streams_on_every_hub_between_events(
     assert a.stats()["kicked"] == 1
 
 
-def test_disconnect_raises_when_the_control_entry_cannot_be_written(
+def test_disconnect_and_presence_raise_when_redis_cannot_be_reached(
     hubs: Callable[..., Hub], server: RedisServer, readers: list[Reader]
 ) -> None:
     hub = hubs()
@@ -73,6 +73,8 @@ def test_disconnect_raises_when_the_control_entry_cannot_be_written(
         hub.disconnect("user:*")
     assert not reader.ended(timeout=0.2)  # never a silent local-only logout
     assert hub.get_client_count() == 1
+    with pytest.raises(BackplaneUnavailable):
+        hub.presence()  # never this worker's part passed off as the cluster's
 
 
 def test_max_clients_per_id_counts_the_streams_of_every_hub(
