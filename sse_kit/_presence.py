@@ -12,10 +12,10 @@ with or without a backplane.
 # streams this process holds per client ID (the truth the roster mirrors).
 # Request threads hand it admissions (take(): an _Admit, answered through a
 # one-shot lock they wait on) and the hub thread hands it leaves (leave(): a
-# _Leave, never waited for): the hub thread never waits on the broker. Between commands it beats every
-# ttl / 3 seconds, so a process that dies without stopping lapses ttl seconds
-# after its last beat, and whoever beats next reaps it (announcing its client
-# IDs' leave).
+# _Leave, never waited for): the hub thread never waits on the broker. Between
+# commands it beats every ttl / 3 seconds, so a process that dies without
+# stopping lapses ttl seconds after its last beat, and whoever beats next reaps
+# it (announcing its client IDs' leave).
 #
 # When the broker cannot be reached, nothing is refused for it: admissions are
 # answered at once from this process's own count (the hub's per-worker
@@ -167,23 +167,27 @@ class Presence:
         next_beat = 0.0
         while True:
             now = time.monotonic()
+            command: object = None
             if now >= next_beat:
-                self._beat()
                 next_beat = now + interval
-            try:
-                command = self._queue.get(timeout=max(0.0, next_beat - time.monotonic()))
-            except queue.Empty:
-                continue
+            else:
+                try:
+                    command = self._queue.get(timeout=next_beat - now)
+                except queue.Empty:
+                    continue
             if command is _STOP:
                 break
             try:
                 self._handle(command)
             except Exception:  # a bug must not end presence for the worker's life
-                log.exception("sse_kit: presence failed on %r", command)
+                log.exception("sse_kit: presence failed on %r", command or "a beat")
+                self._down = self._dirty = True  # rewrite the entry at the next beat
         self._finish()
 
     def _handle(self, command: object) -> None:
-        if isinstance(command, _Admit):
+        if command is None:
+            self._beat()
+        elif isinstance(command, _Admit):
             try:
                 command.result = self._admit(command.client_id)
             finally:

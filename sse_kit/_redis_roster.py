@@ -18,8 +18,9 @@ reads the hash of every live member: ``O(members)`` per admission and leave.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import redis
 
@@ -30,7 +31,9 @@ from ._redis_replies import as_str
 if TYPE_CHECKING:
     from .redis import RedisBackplane
 
-__all__ = ["RedisRoster"]
+__all__ = ["RedisRoster", "drop_idle_connections"]
+
+T = TypeVar("T")
 
 # Shared by every script. KEYS[1] is the members' set; ARGV[1] the member,
 # ARGV[2] the prefix of the members' hashes.
@@ -150,48 +153,91 @@ class RedisRoster:
             ("admit", _ADMIT), ("leave", _LEAVE), ("beat", _BEAT), ("clear", _CLEAR),
             ("count", _COUNT))}
 
-    def _run(self, name: str, *args: Any) -> Any:
+    def _run(self, name: str, parse: Callable[[Any], T], *args: Any) -> T:
+        """Run script *name* and *parse* its reply. A failure drops the idle
+        connections (see :func:`drop_idle_connections`), so that no later
+        command reads this one's reply as its own."""
         try:
-            return self._scripts[name](keys=[self._members, self._mine],
-                                       args=[self._member, self._prefix, *args])
-        except (redis.RedisError, OSError, ValueError) as exc:
+            reply = self._scripts[name](keys=[self._members, self._mine],
+                                        args=[self._member, self._prefix, *args])
+            return parse(reply)
+        except (redis.RedisError, OSError, ValueError, TypeError, IndexError) as exc:
+            if not isinstance(exc, redis.ResponseError):
+                drop_idle_connections(self._client)
             raise BackplaneUnavailable(
-                f"Redis roster {self._members!r} unreachable: {exc}") from exc
+                f"Redis roster {self._members!r} unreachable: {exc or type(exc).__name__}"
+            ) from exc
 
     def admit(self, client_id: str, limit: int | None) -> Admission:
         """See :meth:`sse_kit._cluster.Roster.admit`."""
-        admitted, others = self._run("admit", self._ttl_ms, client_id,
-                                     -1 if limit is None else limit)
-        return Admission(bool(admitted), int(others))
+        return self._run("admit", _admission, self._ttl_ms, client_id,
+                         -1 if limit is None else limit)
 
     def leave(self, client_id: str) -> int:
         """See :meth:`sse_kit._cluster.Roster.leave`."""
-        return int(self._run("leave", self._ttl_ms, client_id))
+        return self._run("leave", _count, self._ttl_ms, client_id)
 
     def beat(self, counts: Mapping[str, int] | None) -> Beat:
         """See :meth:`sse_kit._cluster.Roster.beat`."""
         pairs = [v for cid, n in (counts or {}).items() if n > 0 for v in (cid, n)]
-        lapsed, *left = self._run("beat", self._ttl_ms, "1" if counts is not None else "0",
-                                  *pairs)
-        return Beat(lapsed=bool(lapsed), left=[as_str(cid) for cid in left])
+        return self._run("beat", _beat, self._ttl_ms, "1" if counts is not None else "0",
+                         *pairs)
 
     def clear(self) -> Sequence[str]:
         """See :meth:`sse_kit._cluster.Roster.clear`; also closes the connection."""
         try:
-            return [as_str(cid) for cid in self._run("clear")]
+            return self._run("clear", _ids)
         finally:
             self._client.close()
 
     def count(self) -> dict[str, int]:
         """See :meth:`sse_kit._cluster.Roster.count`."""
-        flat = self._run("count", self._ttl_ms, "")
-        out: dict[str, int] = {}
-        for cid, n in zip(flat[::2], flat[1::2], strict=True):
-            key = as_str(cid)
-            out[key] = out.get(key, 0) + int(n)
-        return {cid: n for cid, n in out.items() if n > 0}
+        return self._run("count", _counts, self._ttl_ms, "")
 
     def count_of(self, client_id: str) -> int:
         """See :meth:`sse_kit._cluster.Roster.count_of`."""
-        return int(self._run("count", self._ttl_ms, client_id)[1])
+        return self._run("count", lambda reply: _count(reply[1]), self._ttl_ms, client_id)
 
+
+def drop_idle_connections(client: Any) -> None:
+    """After a command failed other than by an error reply: close the idle
+    connections of *client*'s pool. A command that timed out may leave its reply
+    unread on its connection, back in the pool, and the next command would read
+    that reply as its own (redis-py's Sentinel connections keep the connection
+    after a read error, ``SentinelManagedConnection.read_response``). Another
+    thread's command in flight keeps its connection."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            pool.disconnect(inuse_connections=False)
+
+
+# Each script's reply, checked for its shape (a reply of another shape raises,
+# and is taken for a failure).
+
+def _admission(reply: Any) -> Admission:
+    admitted, others = reply
+    return Admission(bool(admitted), int(others))
+
+
+def _count(reply: Any) -> int:
+    if not isinstance(reply, int):
+        raise TypeError(f"expected a count, got {reply!r}")
+    return reply
+
+
+def _ids(reply: Any) -> list[str]:
+    return [as_str(cid) for cid in reply]
+
+
+def _beat(reply: Any) -> Beat:
+    lapsed, *left = reply
+    return Beat(lapsed=bool(_count(lapsed)), left=_ids(left))
+
+
+def _counts(reply: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for cid, n in zip(reply[::2], reply[1::2], strict=True):
+        key = as_str(cid)
+        out[key] = out.get(key, 0) + int(n)
+    return {cid: n for cid, n in out.items() if n > 0}

@@ -31,7 +31,6 @@ before gunicorn forks its workers is safe to share.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
@@ -72,7 +71,7 @@ from ._redis_replies import (
     xrange_rows,
     xread_rows,
 )
-from ._redis_roster import RedisRoster
+from ._redis_roster import RedisRoster, drop_idle_connections
 from ._wire import data_to_text, encode_fields
 
 __all__ = ["RedisBackplane"]
@@ -182,24 +181,17 @@ class RedisBackplane:
 
     def _lost(self, exc: Exception) -> None:
         """After a failed command: drop this process's publishing client and its
-        pool, unless Redis answered (a ``ResponseError``). A command that timed
-        out may leave its reply unread on a pooled connection, and the next
-        command would read that stale reply as its own: redis-py's Sentinel
-        connections keep the connection after a read error
-        (``SentinelManagedConnection.read_response``), so a publish after a
-        timeout would report another event's ID while its own was never added."""
+        idle connections (:func:`~sse_kit._redis_roster.drop_idle_connections`:
+        one may hold the failed command's reply, which a later publish would take
+        for its own, reporting another event's ID), unless Redis answered (a
+        ``ResponseError``)."""
         if isinstance(exc, redis.ResponseError):
             return
         with self._lock:
             client, self._client = self._client, None
         if client is not None and self._pid == os.getpid():
-            # Only the idle connections (the one with the unread reply among them):
-            # another thread's command in flight keeps its own; the client and
-            # its pool go with the garbage once no thread uses them.
-            pool = getattr(client, "connection_pool", None)
-            if pool is not None:
-                with contextlib.suppress(Exception):
-                    pool.disconnect(inuse_connections=False)
+            # The client and its pool go with the garbage once no thread uses them.
+            drop_idle_connections(client)
 
     def close(self) -> None:
         """Release this process's publishing connections. Readers end with their hubs."""

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from sse_kit import EVENT_TYPE_PRESENCE, BackplaneUnavailable, Hub, serve_sse
+from sse_kit._redis_roster import _admission, _beat, _count, _counts
 from tests._live import RedisServer, wait_for
 from tests._streams import Reader, environ
 
@@ -141,3 +142,16 @@ def test_while_redis_is_lost_streams_are_admitted_and_the_roster_is_rewritten_af
     server.restart()  # empty: the roster is gone with it
     wait_for(lambda: hub.presence() == {"user:1": 2}, timeout=30,
              message="the roster to be rewritten from this hub's count")
+
+
+@pytest.mark.parametrize(
+    ("parse", "reply"),
+    [(_admission, [1]), (_admission, 7), (_count, [1, 2]), (_count, b"OK"), (_beat, 3),
+     (_counts, [b"user:1"])],
+)
+def test_a_roster_reply_of_another_shape_is_refused(parse: Callable[[object], object],
+                                                     reply: object) -> None:
+    # After a timeout a pooled connection may hold another command's reply; read
+    # as this one's it must fail (and the connections are dropped), not count wrong.
+    with pytest.raises((TypeError, ValueError)):
+        parse(reply)
