@@ -616,6 +616,8 @@ class Hub:
 
         :raises InvalidPattern: if *pattern* is empty or not a ``str``.
         :raises BackplaneUnavailable: if the backplane's roster cannot be read in time.
+        :raises HubNotRunning: with such a backplane, if the hub was stopped in this
+            process; a hub that never ran starts here.
         """
         compiled = compile_pattern(pattern)
         if self._cluster is not None:
