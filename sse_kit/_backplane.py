@@ -88,6 +88,15 @@ class Backplane(Protocol):
         """The entries after ID *after*; never raises (``reset`` says what failed)."""
         ...
 
+    def claim_once(self, name: str, ttl: float) -> bool:
+        """Claim *name* for *ttl* seconds, for every hub following this log:
+        ``True`` for the first claim, ``False`` while that one stands (what
+        makes a stream ticket single-use across workers and hosts).
+
+        :raises BackplaneUnavailable: if the broker cannot be reached in time.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

@@ -48,11 +48,12 @@ SLOW: Final = "slow"  # outbox overflowed under the "disconnect" policy
 SHUTDOWN: Final = "shutdown"  # the hub stopped
 KICKED: Final = "disconnected"  # Hub.disconnect() matched it
 EXPIRED: Final = "max_age"  # the stream reached the hub's max_age
+IDENTITY_EXPIRED: Final = "identity_expired"  # the identity it was opened with expired
 GONE: Final = "gone"  # the peer closed the connection, or a write to it failed
 TIMED_OUT: Final = "write_timeout"  # nothing could be written for write_timeout seconds
 # End reasons after which the browser should come back at once (a short retry:
 # hint is written). Not after disconnect(): the browser waits its usual retry.
-COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED})
+COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED, IDENTITY_EXPIRED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ or ``RuntimeError`` keep working::
     ├── EventTooLarge(SSEKitError, ValueError)      an encoded event exceeds max_event_size
     ├── HubNotRunning(SSEKitError, RuntimeError)    the hub thread is not running
     ├── HubFull(SSEKitError, RuntimeError)          max_clients (or max_clients_per_id) reached
+    ├── InvalidTicket(SSEKitError, ValueError)      a stream ticket is bad, expired or used
     └── BackplaneUnavailable(SSEKitError, ConnectionError)
                                                     the broker behind a backplane cannot be reached
 """
@@ -22,6 +23,7 @@ __all__ = [
     "HubFull",
     "HubNotRunning",
     "InvalidPattern",
+    "InvalidTicket",
     "SSEKitError",
 ]
 
@@ -60,6 +62,21 @@ class HubFull(SSEKitError, RuntimeError):
     def __init__(self, message: str, *, limit: str = "max_clients") -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class InvalidTicket(SSEKitError, ValueError):
+    """Raised by :meth:`StreamTickets.redeem` when a stream ticket cannot open
+    a stream: it is missing, malformed or signed with another secret, expired,
+    already used, or the identity it carries has expired (the stream request
+    is answered ``401`` with the message as its one line); or, rarely, when
+    this process keeps as many spent tickets as it may (``503``).
+
+    :ivar status: the HTTP status a stream request gets: ``401`` (or ``503``).
+    """
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class BackplaneUnavailable(SSEKitError, ConnectionError):

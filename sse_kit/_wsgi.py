@@ -1,10 +1,12 @@
 """serve_sse(): the WSGI response around one stream (gokit ``sse.ServeSSE``).
 
 A stream request goes through named steps, each once, the first refusal
-answering: :func:`check_request` (method, ``Accept``, origin, preflight), then
-the application's authorization and identification (the caller's, or
-:mod:`sse_kit.flask`'s ``authorize`` and ``client_id``), :func:`make_client`,
-:func:`register` (the hub's limits) and :func:`stream_response`.
+answering: :func:`check_request` (method, ``Accept``, origin, preflight),
+:func:`limit_rate` (the connection-rate limit, if any), then the application's
+authorization and identification (the caller's, :mod:`sse_kit.flask`'s
+``authorize`` and ``client_id``, or a stream ticket: :func:`redeem_ticket`),
+:func:`check_expiry`, :func:`make_client`, :func:`register` (the hub's limits)
+and :func:`stream_response`.
 :func:`serve_sse` and the Flask blueprint compose the same steps; every
 refusal is built by :func:`refuse`.
 """
@@ -12,7 +14,10 @@ refusal is built by :func:`refuse`.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Mapping, MutableMapping
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qs
 
@@ -24,10 +29,12 @@ from ._advice import parked_advice, thread_limit
 from ._client import Client, ClientOption
 from ._connection import DETACH_KEY, Stream
 from ._cors import CORSPolicy
-from ._exceptions import HubFull, HubNotRunning
+from ._exceptions import BackplaneUnavailable, HubFull, HubNotRunning, InvalidTicket
 from ._history import MAX_EVENT_ID_LENGTH
 from ._hub import Hub
+from ._ratelimit import RateLimit
 from ._socket import guard, peer_probe
+from ._tickets import TICKET_PARAM, Identity, StreamTickets, epoch_of
 
 __all__ = ["serve_sse"]
 
@@ -134,15 +141,88 @@ def with_cors(
     return response
 
 
+def limit_rate(
+    hub: Hub, environ: Mapping[str, Any], rate_limit: RateLimit | None,
+    cors: CORSPolicy | None = None,
+) -> Response | None:
+    """Step 2: ``429`` with ``Retry-After`` when the request's source has opened
+    streams faster than *rate_limit* allows; ``None`` to go on."""
+    if rate_limit is None:
+        return None
+    if rate_limit.shared_by_a_proxy(environ):
+        hub.advise_once(
+            "rate_limit:proxy", logging.WARNING,
+            "sse_kit: stream requests come through a proxy (a forwarding header) but the "
+            "RateLimit keys on REMOTE_ADDR, the proxy's address: every client behind it "
+            "shares one bucket. Fix: werkzeug's ProxyFix, or RateLimit(key=...) reading "
+            "the address your proxy adds (docs/security.md)")
+    wait = rate_limit.take(environ)
+    if wait is None:
+        return None
+    return refuse(hub, environ, 429, "too many stream requests from this source; retry later",
+                  counter="rate_limited", cors=cors,
+                  **{"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+def redeem_ticket(
+    hub: Hub, environ: Mapping[str, Any], tickets: StreamTickets,
+    cors: CORSPolicy | None = None,
+) -> Identity | Response:
+    """The identity the request's ``?ticket=`` was minted for (the ticket is
+    spent now, on every worker when the hub has a backplane), or the refusal:
+    ``401`` with the reason, ``503`` when its use cannot be checked."""
+    if hub.backplane is None and environ.get("wsgi.multiprocess"):
+        hub.advise_once(
+            "tickets:per_worker", logging.WARNING,
+            "sse_kit: stream tickets are spent in this worker only (the hub has no "
+            "backplane), so a ticket could open one stream on each worker. Fix: "
+            "Hub(backplane=sse_kit.redis.RedisBackplane(url)) (docs/security.md), or -w 1")
+    try:
+        return tickets.redeem(_query_param(environ, TICKET_PARAM), backplane=hub.backplane)
+    except InvalidTicket as exc:
+        headers = {"Retry-After": "1"} if exc.status == 503 else {}
+        return refuse(hub, environ, exc.status, str(exc), counter="tickets_refused", cors=cors,
+                      **headers)
+    except BackplaneUnavailable:
+        hub.counters.add("backplane_errors")
+        retry_after = str(max(1, round(hub.retry / 1000)))
+        return refuse(hub, environ, 503, "the stream ticket cannot be checked now; retry later",
+                      counter="tickets_refused", cors=cors, **{"Retry-After": retry_after})
+
+
+def check_expiry(
+    hub: Hub, environ: Mapping[str, Any], expires_at: float | None,
+    cors: CORSPolicy | None = None,
+) -> Response | None:
+    """``401`` when the request's identity has expired already (*expires_at*,
+    seconds since the epoch); ``None`` to go on."""
+    if expires_at is None or expires_at > time.time():
+        return None
+    return refuse(hub, environ, 401, "the identity of this request has expired",
+                  counter="forbidden", cors=cors)
+
+
+def earliest(*times: float | None) -> float | None:
+    """The earliest of *times* that is not ``None``, or ``None``."""
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
+def _query_param(environ: Mapping[str, Any], name: str) -> str | None:
+    """Query parameter *name* of the request (its first value), or ``None``."""
+    query = environ.get("QUERY_STRING", "")
+    if name not in query:
+        return None
+    values = parse_qs(query, keep_blank_values=True).get(name)
+    return values[0] if values else None
+
+
 def last_event_id_of(environ: Mapping[str, Any]) -> str | None:
     """The ``Last-Event-ID`` header, else the ``last_event_id`` query parameter
     (for clients that cannot set headers), else ``None``."""
     value = environ.get("HTTP_LAST_EVENT_ID")
     if value is None:
-        query = environ.get("QUERY_STRING", "")
-        if "last_event_id" in query:
-            values = parse_qs(query, keep_blank_values=True).get("last_event_id")
-            value = values[0] if values else None
+        value = _query_param(environ, "last_event_id")
     if value is None:
         return None
     # One character more than an ID can have, so that a longer one is still
@@ -153,13 +233,16 @@ def last_event_id_of(environ: Mapping[str, Any]) -> str | None:
 def serve_sse(
     hub: Hub,
     request_or_environ: Request | Mapping[str, Any],
-    client_id: str,
+    client_id: str | None = None,
     *options: ClientOption,
     metadata: Mapping[str, Any] | None = None,
     session_id: str | None = None,
     user_id: str | None = None,
     last_event_id: str | None = _FROM_REQUEST,
     cors: CORSPolicy | None = None,
+    expires_at: datetime | float | None = None,
+    tickets: StreamTickets | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> Response:
     """Open an SSE stream for *client_id* and return it as a WSGI response.
 
@@ -167,34 +250,76 @@ def serve_sse(
     (``serve_sse(hub, environ, cid)(environ, start_response)``) from any other
     framework. The stream starts with a ``connected`` event, resumes from
     ``Last-Event-ID`` when the request has one, and ends when the client goes
-    away, the client is unregistered, or the hub stops.
+    away, the client is unregistered, the hub stops, or its identity expires.
 
     :param hub: a running :class:`Hub`.
     :param request_or_environ: a werkzeug/Flask request or a WSGI environ.
     :param client_id: the ID broadcast patterns match. Derive it from your own
-        session or auth; never take it from the request as sent.
+        session or auth; never take it from the request as sent. Leave it out
+        with *tickets*: the ticket names the client.
     :param options: :class:`ClientOption` values.
     :param last_event_id: overrides the request's ``Last-Event-ID``.
     :param cors: a :class:`CORSPolicy` to let other origins read the stream; it
         also answers ``OPTIONS`` preflights (call :meth:`CORSPolicy.preflight`
         yourself before authenticating, since a preflight carries no cookies).
+    :param expires_at: when the identity you authenticated expires (an aware
+        datetime or seconds since the epoch): the stream ends then with a
+        short ``retry:`` hint, and the browser comes back through your
+        authentication and resumes; already past: ``401``.
+    :param tickets: authenticate the request by its ``?ticket=`` instead
+        (:class:`StreamTickets`): the stream gets the ticket's client ID and
+        identity expiry; a missing, bad, expired or used ticket gets ``401``.
+    :param rate_limit: a :class:`RateLimit` on how often one source may open a
+        stream (``429`` with ``Retry-After`` beyond it).
     :returns: ``200`` streaming ``text/event-stream``; ``405`` for a method other
         than GET, ``406`` when ``Accept`` excludes ``text/event-stream``, ``403``
-        for an origin *cors* does not allow, ``429`` with ``Retry-After`` when the
-        client ID has ``max_clients_per_id`` streams, ``503`` with ``Retry-After``
-        when the hub is full or was stopped (the worker is shutting down). A hub
-        that never ran starts here. Each refusal is one line of text.
+        for an origin *cors* does not allow, ``429`` with ``Retry-After`` from
+        *rate_limit* or when the client ID has ``max_clients_per_id`` streams,
+        ``401`` for a refused ticket or an expired identity, ``503`` with
+        ``Retry-After`` when the hub is full or was stopped (the worker is
+        shutting down). A hub that never ran starts here. Each refusal is one
+        line of text.
     :raises TypeError: if *hub* is not a :class:`Hub`, *request_or_environ* is
-        neither a request nor a mapping, or *client_id* is not a ``str``.
+        neither a request nor a mapping, *client_id* is not a ``str`` (or is
+        given along with *tickets*), or *tickets*, *rate_limit* or *expires_at*
+        has the wrong type.
     :raises ValueError: if *client_id* is empty.
     """
     environ = _environ_of(hub, request_or_environ, cors)
+    _check_types(client_id, tickets, rate_limit)
+    identity_end = epoch_of("expires_at", expires_at)
     refusal = check_request(hub, environ, cors)
+    if refusal is None:
+        refusal = limit_rate(hub, environ, rate_limit, cors)
     if refusal is not None:
         return refusal
+    if tickets is not None:
+        identity = redeem_ticket(hub, environ, tickets, cors)
+        if isinstance(identity, Response):
+            return identity
+        client_id, identity_end = identity.client_id, earliest(identity_end, identity.expires_at)
+    refusal = check_expiry(hub, environ, identity_end, cors)
+    if refusal is not None:
+        return refusal
+    assert client_id is not None
     client = make_client(hub, environ, client_id, *options, metadata=metadata,
                          session_id=session_id, user_id=user_id, last_event_id=last_event_id)
-    return open_stream(hub, environ, client, cors)
+    return open_stream(hub, environ, client, cors, expires_at=identity_end)
+
+
+def _check_types(client_id: object, tickets: object, rate_limit: object) -> None:
+    """serve_sse's identity and limit arguments are of the types it takes."""
+    if tickets is not None:
+        if not isinstance(tickets, StreamTickets):
+            raise TypeError(
+                f"tickets must be a sse_kit.StreamTickets, not {type(tickets).__name__}")
+        if client_id is not None:
+            raise TypeError("pass client_id or tickets, not both: the ticket names the client")
+    elif not isinstance(client_id, str):
+        raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise TypeError(
+            f"rate_limit must be a sse_kit.RateLimit, not {type(rate_limit).__name__}")
 
 
 def _environ_of(
@@ -238,18 +363,21 @@ def make_client(
 
 
 def open_stream(
-    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None
+    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None,
+    *, expires_at: float | None = None,
 ) -> Response:
     """The last steps: register *client* and answer with its stream, or with
-    the hub's refusal (``429``/``503``) when it has no room."""
-    stream = register(hub, environ, client, cors)
+    the hub's refusal (``429``/``503``) when it has no room. The stream ends
+    at *expires_at* (seconds since the epoch), the identity's expiry, if given."""
+    stream = register(hub, environ, client, cors, expires_at=expires_at)
     if isinstance(stream, Response):
         return stream
     return with_cors(stream_response(stream), environ, cors)
 
 
 def register(
-    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None
+    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None,
+    *, expires_at: float | None = None,
 ) -> Stream | Response:
     """Register *client* with *hub* and build its :class:`Stream` (detached by
     the server when it offers to, else holding its thread, said once per process);
@@ -266,7 +394,8 @@ def register(
         hub.counters.add("parked")
         hub.advise_once(*parked_advice(environ, hub.fast_path))
     try:
-        return Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), detach=detach)
+        return Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), detach=detach,
+                      expires_at=expires_at)
     except BaseException:  # e.g. metadata that cannot be sent: do not leak the registration
         hub.unregister(client)
         raise

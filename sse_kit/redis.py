@@ -291,6 +291,19 @@ class RedisBackplane:
         return client.xadd(self.stream, {PATTERN: pattern.encode(), BODY: body},
                            maxlen=self.maxlen, approximate=True, nomkstream=True)
 
+    def claim_once(self, name: str, ttl: float) -> bool:
+        """Claim *name* for *ttl* seconds: ``SET <stream>:once:<name> 1 NX PX``.
+
+        :returns: ``True`` for the first claim, ``False`` while that one stands.
+        :raises BackplaneUnavailable: if Redis cannot be reached in time.
+        """
+        key = f"{self.stream}:once:{name}"  # beside the stream: one hash slot with a hash tag
+        try:
+            return bool(self._publisher().set(key, b"1", nx=True, px=max(1, round(ttl * 1000))))
+        except (redis.RedisError, OSError, ValueError) as exc:
+            self._lost(exc)
+            raise self._unavailable(exc) from exc
+
     # -- reading ---------------------------------------------------------------
 
     def replay(self, after: str) -> Replay:
