@@ -55,7 +55,7 @@ class RateLimit:
     :param burst: the most tokens a source holds: how many streams it may open
         at once (a NAT with many users needs more).
     :param key: ``(environ) -> str | None``: the source of a request.
-        The default, :func:`remote_addr`, is the peer's address; behind a
+        The default, :func:`~sse_kit._ratelimit.remote_addr`, is the peer's address; behind a
         proxy every request comes from the proxy, so use werkzeug's
         ``ProxyFix`` or a key that reads the address the proxy adds (see
         ``docs/security.md``). ``None`` exempts the request.

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 import redis
 
-from sse_kit import Backplane, BackplaneUnavailable, Broadcaster, Hub, InvalidPattern, serve_sse
+from sse_kit import (
+    Backplane,
+    BackplaneUnavailable,
+    Broadcaster,
+    Hub,
+    InvalidPattern,
+    StreamTickets,
+    serve_sse,
+)
 from sse_kit._wire import encode_fields
 from sse_kit.redis import RedisBackplane
 from tests._decoder import SSEDecoder
@@ -167,6 +175,37 @@ def test_broadcast_while_redis_is_down_raises_backplane_unavailable(server: Redi
     server.start()
     backplane.broadcast_to_pattern("x", "after")  # the pool replaces dead connections
     backplane.close()
+
+
+def test_claim_once_is_first_come_for_every_backplane_and_kept_for_its_ttl(
+    server: RedisServer, admin: redis.Redis
+) -> None:
+    one, other = RedisBackplane(server.url, stream="{app}:sse"), RedisBackplane(server.url,
+                                                                              stream="{app}:sse")
+    assert one.claim_once("ticket:n1", 30) is True
+    assert other.claim_once("ticket:n1", 30) is False  # another worker or host
+    assert one.claim_once("ticket:n2", 30) is True
+    # Beside the stream's key (one hash slot with a hash tag), and kept no longer than asked.
+    assert 0 < admin.pttl("{app}:sse:once:ticket:n1") <= 30_000
+    one.close()
+    other.close()
+
+
+def test_a_ticket_that_cannot_be_checked_gets_503(server: RedisServer) -> None:
+    tickets = StreamTickets("secret")
+    with Hub(backplane=RedisBackplane(server.url, timeout=0.5)) as hub:
+        ticket = tickets.mint("user:1")
+        server.kill()
+        response = serve_sse(hub, environ(f"/events?ticket={ticket}"), tickets=tickets)
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert response.get_data(as_text=True) == (
+            "the stream ticket cannot be checked now; retry later\n")
+        stats = hub.stats()
+        assert stats["tickets_refused"] == 1 and stats["backplane_errors"] >= 1
+        with pytest.raises(BackplaneUnavailable):
+            tickets.redeem(ticket, backplane=hub.backplane)
+        server.start()
+        assert tickets.redeem(ticket, backplane=hub.backplane).client_id == "user:1"
 
 
 # -- hubs following the stream -----------------------------------------------------
