@@ -44,7 +44,7 @@
 
   /** `url` with `last_event_id` (a new EventSource cannot send the header) and,
    * when given, `ticket` set in its query string. */
-  function withLastEventId(url, lastEventId, ticket) {
+  function streamUrl(url, lastEventId, ticket) {
     const u = new URL(url, typeof location !== "undefined" ? location.href : undefined);
     if (lastEventId) {
       u.searchParams.set("last_event_id", lastEventId);
@@ -110,7 +110,7 @@
       if (opts.ticket) {
         this._connectWithTicket();
       } else {
-        this._open(this.lastEventId ? withLastEventId(url, this.lastEventId) : url);
+        this._open(this.lastEventId ? streamUrl(url, this.lastEventId) : url);
       }
     }
 
@@ -221,7 +221,7 @@
         if (this.options.ticket) {
           this._connectWithTicket();
         } else {
-          this._open(withLastEventId(this.url, this.lastEventId));
+          this._open(streamUrl(this.url, this.lastEventId));
         }
       }, delay);
     }
@@ -241,7 +241,7 @@
             this.close();
             return;
           }
-          this._open(withLastEventId(this.url, this.lastEventId, String(ticket)));
+          this._open(streamUrl(this.url, this.lastEventId, String(ticket)));
         },
         (err) => {
           if (this.state === CLOSED) return;
