@@ -1,40 +1,38 @@
 """serve_sse(): the WSGI response around one stream (gokit ``sse.ServeSSE``).
 
 A stream request goes through named steps, each once, the first refusal
-answering: :func:`check_request` (method, ``Accept``, origin, preflight),
-:func:`limit_rate` (the connection-rate limit, if any), then the application's
+answering: :func:`check_request` (method, ``Accept``, origin, preflight), the
+connection-rate limit (:mod:`sse_kit._admission`), then the application's
 authorization and identification (the caller's, :mod:`sse_kit.flask`'s
-``authorize`` and ``client_id``, or a stream ticket: :func:`redeem_ticket`),
-:func:`check_expiry`, :func:`make_client`, :func:`register` (the hub's limits)
-and :func:`stream_response`.
-:func:`serve_sse` and the Flask blueprint compose the same steps; every
-refusal is built by :func:`refuse`.
+``authorize`` and ``client_id``, or a stream ticket), the identity's expiry,
+:func:`make_client`, :func:`register` (the hub's limits) and
+:func:`stream_response`. :func:`serve_sse` and the Flask blueprint compose the
+same steps; every refusal is built by :func:`sse_kit._refusal.refuse`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import parse_qs
 
 from werkzeug.datastructures import Headers, MIMEAccept
 from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Request, Response
 
+from ._admission import check_expiry, earliest, limit_rate, query_param, redeem_ticket
 from ._advice import parked_advice, thread_limit
 from ._client import Client, ClientOption
 from ._connection import DETACH_KEY, Stream
 from ._cors import CORSPolicy
-from ._exceptions import BackplaneUnavailable, HubFull, HubNotRunning, InvalidTicket
+from ._exceptions import HubFull, HubNotRunning
 from ._history import MAX_EVENT_ID_LENGTH
 from ._hub import Hub
 from ._ratelimit import RateLimit
+from ._refusal import note_refusal, refuse, with_cors
 from ._socket import guard, peer_probe
-from ._tickets import TICKET_PARAM, Identity, StreamTickets, epoch_of
+from ._tickets import StreamTickets, epoch_of
 
 __all__ = ["serve_sse"]
 
@@ -62,35 +60,6 @@ _FROM_REQUEST: Final[Any] = object()  # sentinel: read Last-Event-ID from the re
 ENVIRON_MARK: Final = "sse_kit.stream_request"
 
 
-def refuse(
-    hub: Hub,
-    environ: Mapping[str, Any],
-    status: int,
-    reason: str,
-    *,
-    counter: str | None,
-    cors: CORSPolicy | None = None,
-    **headers: str,
-) -> Response:
-    """The one answer to a request that opens no stream: *reason* as one line of
-    ``text/plain``, with *headers* and the CORS headers *cors* gives the request.
-    With a *counter*, it is counted in ``hub.stats()[counter]`` and logged (the
-    hub counts and logs its own refusals: ``counter=None``)."""
-    if counter is not None:
-        _note_refusal(hub, environ, status, reason, counter)
-    refusal = Response(reason + "\n", status=status, mimetype="text/plain", headers=headers)
-    return with_cors(refusal, environ, cors)
-
-
-def _note_refusal(
-    hub: Hub, environ: Mapping[str, Any], status: int, reason: str, counter: str
-) -> None:
-    hub.counters.add(counter)
-    # The path only: a query string may carry a token, and logs are read by many.
-    log.info("sse_kit: refused %s %r: %d %s", environ.get("REQUEST_METHOD", "GET"),
-             environ.get("PATH_INFO", ""), status, reason)
-
-
 def check_request(
     hub: Hub, environ: Mapping[str, Any], cors: CORSPolicy | None = None
 ) -> Response | None:
@@ -107,7 +76,7 @@ def check_request(
         answer = cors.preflight(environ)
         if answer.status_code != 204:
             reason = answer.get_data(as_text=True).strip()
-            _note_refusal(hub, environ, answer.status_code, reason, "rejected")
+            note_refusal(hub, environ, answer.status_code, reason, "rejected")
         return answer
     if method != "GET":
         allow = "GET, OPTIONS" if cors is not None else "GET"
@@ -130,99 +99,12 @@ def _accepts_event_stream(accept: str) -> bool:
     return parse_accept_header(accept, MIMEAccept).quality("text/event-stream") > 0
 
 
-def with_cors(
-    response: Response, environ: Mapping[str, Any], cors: CORSPolicy | None
-) -> Response:
-    """*response* with the CORS headers *cors* gives this request (if any)."""
-    if cors is not None:
-        for name, value in cors.headers(environ):
-            if name not in response.headers:
-                response.headers.add(name, value)
-    return response
-
-
-def limit_rate(
-    hub: Hub, environ: Mapping[str, Any], rate_limit: RateLimit | None,
-    cors: CORSPolicy | None = None,
-) -> Response | None:
-    """Step 2: ``429`` with ``Retry-After`` when the request's source has opened
-    streams faster than *rate_limit* allows; ``None`` to go on."""
-    if rate_limit is None:
-        return None
-    if rate_limit.shared_by_a_proxy(environ):
-        hub.advise_once(
-            "rate_limit:proxy", logging.WARNING,
-            "sse_kit: stream requests come through a proxy (a forwarding header) but the "
-            "RateLimit keys on REMOTE_ADDR, the proxy's address: every client behind it "
-            "shares one bucket. Fix: werkzeug's ProxyFix, or RateLimit(key=...) reading "
-            "the address your proxy adds (docs/security.md)")
-    wait = rate_limit.take(environ)
-    if wait is None:
-        return None
-    return refuse(hub, environ, 429, "too many stream requests from this source; retry later",
-                  counter="rate_limited", cors=cors,
-                  **{"Retry-After": str(max(1, math.ceil(wait)))})
-
-
-def redeem_ticket(
-    hub: Hub, environ: Mapping[str, Any], tickets: StreamTickets,
-    cors: CORSPolicy | None = None,
-) -> Identity | Response:
-    """The identity the request's ``?ticket=`` was minted for (the ticket is
-    spent now, on every worker when the hub has a backplane), or the refusal:
-    ``401`` with the reason, ``503`` when its use cannot be checked."""
-    if hub.backplane is None and environ.get("wsgi.multiprocess"):
-        hub.advise_once(
-            "tickets:per_worker", logging.WARNING,
-            "sse_kit: stream tickets are spent in this worker only (the hub has no "
-            "backplane), so a ticket could open one stream on each worker. Fix: "
-            "Hub(backplane=sse_kit.redis.RedisBackplane(url)) (docs/security.md), or -w 1")
-    try:
-        return tickets.redeem(_query_param(environ, TICKET_PARAM), backplane=hub.backplane)
-    except InvalidTicket as exc:
-        headers = {"Retry-After": "1"} if exc.status == 503 else {}
-        return refuse(hub, environ, exc.status, str(exc), counter="tickets_refused", cors=cors,
-                      **headers)
-    except BackplaneUnavailable:
-        hub.counters.add("backplane_errors")
-        retry_after = str(max(1, round(hub.retry / 1000)))
-        return refuse(hub, environ, 503, "the stream ticket cannot be checked now; retry later",
-                      counter="tickets_refused", cors=cors, **{"Retry-After": retry_after})
-
-
-def check_expiry(
-    hub: Hub, environ: Mapping[str, Any], expires_at: float | None,
-    cors: CORSPolicy | None = None,
-) -> Response | None:
-    """``401`` when the request's identity has expired already (*expires_at*,
-    seconds since the epoch); ``None`` to go on."""
-    if expires_at is None or expires_at > time.time():
-        return None
-    return refuse(hub, environ, 401, "the identity of this request has expired",
-                  counter="forbidden", cors=cors)
-
-
-def earliest(*times: float | None) -> float | None:
-    """The earliest of *times* that is not ``None``, or ``None``."""
-    known = [t for t in times if t is not None]
-    return min(known) if known else None
-
-
-def _query_param(environ: Mapping[str, Any], name: str) -> str | None:
-    """Query parameter *name* of the request (its first value), or ``None``."""
-    query = environ.get("QUERY_STRING", "")
-    if name not in query:
-        return None
-    values = parse_qs(query, keep_blank_values=True).get(name)
-    return values[0] if values else None
-
-
 def last_event_id_of(environ: Mapping[str, Any]) -> str | None:
     """The ``Last-Event-ID`` header, else the ``last_event_id`` query parameter
     (for clients that cannot set headers), else ``None``."""
     value = environ.get("HTTP_LAST_EVENT_ID")
     if value is None:
-        value = _query_param(environ, "last_event_id")
+        value = query_param(environ, "last_event_id")
     if value is None:
         return None
     # One character more than an ID can have, so that a longer one is still

@@ -34,20 +34,13 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from ._admission import check_expiry, limit_rate, redeem_ticket
 from ._cors import CORSPolicy
 from ._hub import Hub
 from ._ratelimit import RateLimit
+from ._refusal import refuse, with_cors
 from ._tickets import StreamTickets, epoch_of
-from ._wsgi import (
-    check_expiry,
-    check_request,
-    limit_rate,
-    make_client,
-    open_stream,
-    redeem_ticket,
-    refuse,
-    with_cors,
-)
+from ._wsgi import check_request, make_client, open_stream
 
 __all__ = ["SSEKitExtension", "anonymous_client_id", "create_blueprint"]
 
