@@ -246,6 +246,13 @@ def test_serve_sse_takes_client_id_or_tickets_not_both(hub: Hub) -> None:
         serve_sse(hub, environ())
 
 
+def test_serve_sse_names_a_bad_expiry(hub: Hub) -> None:
+    with pytest.raises(TypeError, match="expires_at must be a datetime"):
+        serve_sse(hub, environ(), "user:1", expires_at="soon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        serve_sse(hub, environ(), "user:1", expires_at=datetime(2030, 1, 1))
+
+
 def test_a_tickets_stream_ends_at_its_identity_expiry_and_says_come_back(hub: Hub) -> None:
     tickets = StreamTickets(SECRET)
     ticket = tickets.mint("user:7", expires_at=time.time() + 0.5)

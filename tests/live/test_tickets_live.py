@@ -137,6 +137,16 @@ def test_a_stream_ends_at_its_identity_expiry_and_says_come_back(
     assert httpx.get(stream_url(server, ticket)).status_code == 401
 
 
+def test_without_a_backplane_several_workers_are_told_single_use_is_per_worker(
+    gunicorn_server: Start, clients: list[SSEClient]
+) -> None:
+    server = serve(gunicorn_server, workers=2)
+    open_stream(server, mint(server, "user:1"), clients)
+    wait_for(lambda: "stream tickets are spent in this worker only" in server.log_text(),
+             message="the WARNING naming the backplane")
+    assert "RedisBackplane" in server.log_text()
+
+
 def test_a_reconnect_storm_from_one_source_gets_429_and_others_still_connect(
     gunicorn_server: Start, clients: list[SSEClient]
 ) -> None:
