@@ -65,7 +65,15 @@ def redeem_ticket(
     try:
         return tickets.redeem(query_param(environ, TICKET_PARAM), backplane=hub.backplane)
     except InvalidTicket as exc:
-        headers = {"Retry-After": "1"} if exc.status == 503 else {}
+        headers = {}
+        if exc.status == 503:  # this process's table of spent tickets is full
+            headers["Retry-After"] = "1"
+            hub.advise_once(
+                "tickets:max_spent", logging.WARNING,
+                "sse_kit: refused a stream ticket: this process already keeps "
+                "StreamTickets(max_spent=%d) spent tickets that have not expired. Fix: raise "
+                "max_spent, shorten ttl, or give the hub a backplane (the spent tickets are "
+                "then kept in Redis)", tickets.max_spent)
         return refuse(hub, environ, exc.status, str(exc), counter="tickets_refused", cors=cors,
                       **headers)
     except BackplaneUnavailable:

@@ -119,6 +119,7 @@ class StreamTickets:
         if not callable(clock):
             raise TypeError(f"clock must be callable, not {type(clock).__name__}")
         self.ttl = float(ttl)
+        self.max_spent = max_spent
         self._clock = clock
         self._serializer = URLSafeSerializer(
             secret, salt=salt, signer_kwargs={"digest_method": hashlib.sha256})

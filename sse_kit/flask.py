@@ -140,7 +140,8 @@ def create_blueprint(
     :param tickets: authenticate streams by ticket (:class:`sse_kit.StreamTickets`):
         ``GET /ticket`` runs *authorize* and *client_id* (your session cookie)
         and answers ``{"ticket": ..., "expires_in": seconds}`` (``no-store``);
-        ``GET /?ticket=...`` opens the ticket's stream once (``401`` otherwise).
+        ``GET /?ticket=...`` opens the ticket's stream once (``401`` otherwise);
+        *metadata*, if a callable, still runs on the stream request.
         ``sse_kit.js``'s ``ticket`` option fetches one before each connect.
     :param rate_limit: a :class:`sse_kit.RateLimit` on how often one source may
         open a stream (``429`` with ``Retry-After`` beyond it).

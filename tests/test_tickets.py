@@ -189,6 +189,21 @@ def test_the_spent_tickets_are_bounded_and_forgotten_once_expired() -> None:
     assert len(tickets._spent) == 1
 
 
+def test_a_full_table_of_spent_tickets_is_a_503_told_once(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sse_kit")
+    tickets = StreamTickets(SECRET, max_spent=1)
+    serve_sse(hub, ticket_environ(tickets.mint("c")), tickets=tickets).close()
+    for _ in range(2):
+        refused = serve_sse(hub, ticket_environ(tickets.mint("c")), tickets=tickets)
+        assert (refused.status_code, refused.headers["Retry-After"]) == (503, "1")
+        assert refused.get_data(as_text=True) == TOO_MANY + "\n"
+    lines = [r.getMessage() for r in caplog.records if "max_spent" in r.getMessage()]
+    assert len(lines) == 1 and "max_spent=1" in lines[0] and "backplane" in lines[0]
+    assert hub.stats()["tickets_refused"] == 2
+
+
 def test_with_a_backplane_the_claim_is_the_backplanes() -> None:
     log = TestLog()
     tickets = StreamTickets(SECRET)
