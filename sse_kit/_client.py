@@ -236,8 +236,8 @@ class Client:
     @property
     def end_reason(self) -> str | None:
         """Why the stream is ending (``"closed"``, ``"slow"``, ``"shutdown"``,
-        ``"disconnected"``, ``"max_age"``, ``"gone"``, ``"write_timeout"``), or
-        ``None`` while it is open."""
+        ``"disconnected"``, ``"max_age"``, ``"identity_expired"``, ``"gone"``,
+        ``"write_timeout"``), or ``None`` while it is open."""
         return self._end
 
     @property
