@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 from werkzeug.wrappers import Response
 
+from ._backplane import ClaimingBackplane
 from ._cors import CORSPolicy
 from ._exceptions import BackplaneUnavailable, InvalidTicket
 from ._hub import Hub
@@ -56,14 +57,17 @@ def redeem_ticket(
     """The identity the request's ``?ticket=`` was minted for (the ticket is
     spent now, on every worker when the hub has a backplane), or the refusal:
     ``401`` with the reason, ``503`` when its use cannot be checked."""
-    if hub.backplane is None and environ.get("wsgi.multiprocess"):
+    store = hub.backplane if isinstance(hub.backplane, ClaimingBackplane) else None
+    if store is None and (hub.backplane is not None or environ.get("wsgi.multiprocess")):
         hub.advise_once(
             "tickets:per_worker", logging.WARNING,
-            "sse_kit: stream tickets are spent in this worker only (the hub has no "
-            "backplane), so a ticket could open one stream on each worker. Fix: "
-            "Hub(backplane=sse_kit.redis.RedisBackplane(url)) (docs/security.md), or -w 1")
+            "sse_kit: stream tickets are spent in this worker only (%s), so a ticket could "
+            "open one stream on each worker. Fix: Hub(backplane=sse_kit.redis."
+            "RedisBackplane(url)) (docs/security.md), or -w 1",
+            "the hub has no backplane" if hub.backplane is None
+            else f"{type(hub.backplane).__name__} has no claim_once")
     try:
-        return tickets.redeem(query_param(environ, TICKET_PARAM), backplane=hub.backplane)
+        return tickets.redeem(query_param(environ, TICKET_PARAM), backplane=store)
     except InvalidTicket as exc:
         headers = {}
         if exc.status == 503:  # this process's table of spent tickets is full

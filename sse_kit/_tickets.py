@@ -11,7 +11,7 @@ the browser comes back through the application for a fresh ticket.
 
 # design:
 # Single use is a claim on the ticket's nonce, remembered until the ticket has
-# expired anyway: through the backplane (Backplane.claim_once, Redis SET NX) so
+# expired anyway: through the backplane (ClaimingBackplane.claim_once, Redis SET NX) so
 # that every worker and host sees it, else in this process (_Spent). _Spent's
 # lock guards its table, held to test-and-add one nonce (and drop expired
 # ones), never while anything blocks.
@@ -35,7 +35,7 @@ from ._exceptions import InvalidTicket
 from ._options import check_int, check_seconds
 
 if TYPE_CHECKING:
-    from ._backplane import Backplane
+    from ._backplane import ClaimingBackplane
 
 __all__ = ["Identity", "StreamTickets", "epoch_of"]
 
@@ -149,12 +149,15 @@ class StreamTickets:
                    identity_end]
         return str(self._serializer.dumps(payload))
 
-    def redeem(self, ticket: str | None, *, backplane: Backplane | None = None) -> Identity:
+    def redeem(
+        self, ticket: str | None, *, backplane: ClaimingBackplane | None = None
+    ) -> Identity:
         """The identity *ticket* was minted for, once: the ticket is spent now.
 
         :param ticket: the ticket the request carried (``None``: it had none).
-        :param backplane: where the spent tickets are kept (``hub.backplane``),
-            so that no worker or host lets it in twice; ``None``: in this process.
+        :param backplane: where the spent tickets are kept (``hub.backplane``,
+            a :class:`~sse_kit._backplane.ClaimingBackplane`), so that no worker
+            or host lets it in twice; ``None``: in this process.
         :raises InvalidTicket: if it is missing, malformed, not signed with this
             secret, expired, already used, or its identity has expired.
         :raises BackplaneUnavailable: if the backplane cannot be reached in time.

@@ -23,6 +23,7 @@ from sse_kit import (
     StreamTickets,
     serve_sse,
 )
+from sse_kit._backplane import ClaimingBackplane
 from sse_kit._wire import encode_fields
 from sse_kit.redis import RedisBackplane
 from tests._decoder import SSEDecoder
@@ -47,22 +48,8 @@ def admin(server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def hubs(server: RedisServer) -> Iterator[Callable[..., Hub]]:
-    """Factory: a started hub following the test server's stream (``sse_kit``)."""
-    started: list[Hub] = []
-
-    def make(*, stream: str = "sse_kit", bp: dict[str, object] | None = None,
-             **options: object) -> Hub:
-        backplane = RedisBackplane(server.url, stream=stream, **(bp or {}))  # type: ignore[arg-type]
-        hub = Hub(backplane=backplane, **{"keepalive_interval": 30, **options})  # type: ignore[arg-type]
-        started.append(hub.start())
-        return hub
-
-    yield make
-    for hub in started:
-        hub.stop()
-        assert hub.backplane is not None
-        hub.backplane.close()
+def hubs(redis_hubs: Callable[..., Hub]) -> Callable[..., Hub]:
+    return redis_hubs
 
 
 def position(hub: Hub) -> str:
@@ -182,6 +169,7 @@ def test_claim_once_is_first_come_for_every_backplane_and_kept_for_its_ttl(
 ) -> None:
     one, other = RedisBackplane(server.url, stream="{app}:sse"), RedisBackplane(server.url,
                                                                               stream="{app}:sse")
+    assert isinstance(one, ClaimingBackplane)
     assert one.claim_once("ticket:n1", 30) is True
     assert other.claim_once("ticket:n1", 30) is False  # another worker or host
     assert one.claim_once("ticket:n2", 30) is True

@@ -217,6 +217,39 @@ def test_with_a_backplane_the_claim_is_the_backplanes() -> None:
         StreamTickets(SECRET).redeem(ticket, backplane=log)
 
 
+class Unclaiming:
+    """A backplane without claim_once: its hub's tickets are spent per worker."""
+
+    def __init__(self) -> None:
+        self.log = TestLog()
+
+    def publish(self, pattern: str, body: bytes) -> str:
+        return self.log.publish(pattern, body)
+
+    def start_reader(self, feed: Any) -> TestLog:
+        return self.log.start_reader(feed)
+
+    def replay(self, after: str) -> Any:
+        return self.log.replay(after)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_a_backplane_that_cannot_claim_spends_tickets_here_and_says_so(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sse_kit")
+    tickets = StreamTickets(SECRET)
+    with Hub(backplane=Unclaiming()) as hub:
+        ticket = tickets.mint("user:1")
+        serve_sse(hub, environ(f"/events?ticket={ticket}"), tickets=tickets).close()
+        replay = serve_sse(hub, environ(f"/events?ticket={ticket}"), tickets=tickets)
+        assert replay.status_code == 401
+    (line,) = [r.getMessage() for r in caplog.records if "stream tickets" in r.getMessage()]
+    assert "Unclaiming has no claim_once" in line and "RedisBackplane" in line
+
+
 # -- through serve_sse -----------------------------------------------------------
 
 
