@@ -1,48 +1,20 @@
 """The Hub: routes broadcasts to clients by glob pattern."""
 
 # design:
-# One thread owns the routing state. The hub thread (started by ``Hub.start()``,
-# or whichever thread calls ``Hub.run()``) is the only reader and writer of the
-# Router (_router.py): the ClientIndex, the histories and the resumes in flight.
-# Every other thread (request threads opening streams, publishers, a backplane
-# reader) hands it work through one Inbox, a ``queue.SimpleQueue`` of small
-# typed commands (_commands.py: Publish, Register, Call, ...); the hub thread
-# runs them in arrival order, which is what orders events per publisher and
-# makes a resume gap-free: a registration reads the history and joins the index
-# in one step, so every broadcast is either in the replay or in the live queue,
-# never both.
-#
-# Broadcasts to one pattern that are already waiting in the inbox, one behind
-# the other, are routed as one batch (Inbox._gather): each keeps its own ID
-# and history entry, a fast-path client gets the batch in one write, a
-# queue-path client gets each event queued under the usual limits. Nothing
-# waits to fill a batch; it only forms when the hub thread is behind (bursts,
-# high rates). A batch of backplane entries is routed the same way, a run of
-# entries to one pattern at a time.
-#
-# The hub thread never blocks on a client: delivering is an append to the
-# client's bounded outbox under that client's own lock (or, on the fast path, one
-# non-blocking send() to the client's socket under that lock: see
-# sse_kit._outlet for who owns the socket when); a full outbox drops the
-# frame or ends that stream (the slow_client policy). A request thread waits for
-# the hub thread only to learn whether its registration was accepted. At a limit
-# (max_clients, max_clients_per_id) the hub thread asks the sockets of the
-# clients concerned whether their peer has gone (a zero-timeout poll, see
-# _socket.py), so a dead connection's slot goes to the new one.
-#
-# A stream's own deadlines (max_age, the keep-alive, write_timeout) are kept by
-# its request thread; the hub thread never waits on them.
+# One thread owns the routing state: the hub thread (Hub.start(), or whoever calls
+# Hub.run()) is the only reader and writer of the Router (_router.py): the client
+# index, the histories, the resumes in flight. Every other thread hands it work
+# through one Inbox of typed commands (_commands.py), run in arrival order; that
+# orders events per publisher and makes a resume gap-free. The hub thread never
+# blocks on a client: delivering is an append to a bounded outbox, or one
+# non-blocking send() for a detached stream (_outlet.py); a stream's deadlines are
+# kept by its own thread (or the outlet). The options are one frozen HubOptions
+# (_hub_options.py) that the hub, the router and the streams read.
 #
 # Shutdown: stop() puts STOP in the inbox (lock-free, so a signal handler may call
-# it). The hub thread ends every stream (each writes what is queued plus a short
-# retry: hint, then returns), answers registrations still in the inbox with
-# HubNotRunning, and run() returns. A fork() leaves the child with no hub thread;
-# start() notices the new PID and starts afresh.
-#
-# With a backplane (see _backplane.py) a broadcast goes to the backplane's log
-# instead of the inbox; the backplane's reader thread (started and stopped with
-# the hub thread) feeds the log back through the inbox as Deliver/Rebase, and a
-# resume the ring cannot serve completes with Resumed.
+# it). The hub thread ends every stream, answers registrations still in the inbox
+# with HubNotRunning, and run() returns. A fork() leaves the child with no hub
+# thread; start() notices the new PID and starts afresh. docs/design.md has more.
 
 from __future__ import annotations
 
@@ -55,14 +27,15 @@ from typing import Any, Final, TypeVar
 
 from ._advice import Advisor
 from ._backplane import Backplane, BackplaneReader
-from ._client import CLOSED, DISCONNECT, DROP, Client, SlowClientPolicy
+from ._client import CLOSED, Client, SlowClientPolicy
 from ._commands import Inbox
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
-from ._options import check_int, check_seconds
+from ._hub_options import MIB, HubOptions, Option
+from ._options import check_callable, check_type
 from ._outlet import Outlet
 from ._patterns import compile_pattern, validate_pattern
 from ._receipt import Receipt
-from ._router import MIB, Router, _Registration
+from ._router import Router, _Registration
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
 
@@ -71,82 +44,38 @@ __all__ = ["Hub"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# How long a caller waits for the hub thread to answer before checking it is alive.
-_POLL: Final = 0.5
 # How long stopping waits for the outlet to write every detached stream's end
 # (it lingers at most _outlet.LINGER seconds for slow peers).
 _OUTLET_CLOSE: Final = 5.0
 
 
-def _check_client(client: object) -> None:
-    # A wrong type must fail here, in the caller, not later on the hub thread.
-    if not isinstance(client, Client):
-        raise TypeError(f"client must be a sse_kit.Client, not {type(client).__name__}")
-
-
-# The constructor's options: read-only once the hub is built (the router and
-# the streams read them at registration, so a later change would silently
-# apply to some streams and not others).
-_OPTIONS: Final = frozenset({
-    "client_buffer", "keepalive_interval", "max_clients", "history_size", "history_ttl",
-    "slow_client", "retry", "shutdown_retry", "max_clients_per_id", "max_event_size",
-    "client_buffer_bytes", "max_age", "write_timeout", "backplane", "fast_path", "json_default",
-})
-
-
 class Hub:
     """Routes events to connected clients by glob patterns over client IDs.
 
-    :param client_buffer: events each client may have waiting to be written.
-    :param keepalive_interval: seconds of silence after which a stream writes a
-        keep-alive comment (which is also how a vanished client is noticed).
-    :param max_clients: streams this hub serves at once; more get ``503``.
-    :param history_size: recent broadcasts kept for ``Last-Event-ID`` resume
-        (``0`` turns resume off: every reconnect across a gap gets ``reset``; with a
-        backplane such a resume is read from the backplane instead).
-    :param history_ttl: seconds a broadcast stays resumable.
-    :param slow_client: ``"disconnect"`` (default with history or a backplane) ends a stream whose
-        outbox overflows, after writing what is queued; the browser reconnects and
-        resumes from history, so nothing is lost. ``"drop"`` (default without
-        history) drops the events that do not fit, for that client only.
-    :param retry: the ``retry:`` hint, in milliseconds, on every stream's first frame.
-    :param shutdown_retry: the ``retry:`` hint written when the hub stops, or a
-        stream reaches *max_age*, so browsers come back (to another worker, or
-        through your authorization again) quickly.
-    :param max_clients_per_id: streams one client ID may hold at once (browser
-        tabs); the newest beyond it is refused (``429``). ``None``: no limit.
-    :param max_event_size: the largest encoded event, in bytes, that
-        :meth:`broadcast_to_pattern` and :meth:`Client.send` accept.
-    :param client_buffer_bytes: bytes of events each client may have waiting to
-        be written (besides *client_buffer* events); an overflow follows
-        *slow_client*. One event always fits in an empty outbox.
-    :param max_age: seconds after which a stream ends (minus up to 10% random
-        jitter, so streams opened together do not reconnect together); the
-        browser reconnects, goes through your authorization again and resumes
-        through ``Last-Event-ID``. ``None``: streams last until the client leaves.
-    :param write_timeout: seconds a write to the client may block before the
-        connection is dropped (under gunicorn, via ``environ["gunicorn.socket"]``),
-        so a client that stops reading cannot hold a worker thread.
-        ``None``: never time out.
-    :param backplane: a shared log every hub follows (:class:`sse_kit.redis.RedisBackplane`)
-        so that a broadcast reaches the clients of every worker and host; event IDs
-        are then the log's, and a resume the history cannot serve is read from it.
-    :param fast_path: let streams detach: under :class:`sse_kit.gunicorn.ThreadWorker`
-        (or gthread with :mod:`sse_kit.gunicorn`'s hooks), over plain HTTP/1.1, a
-        stream's socket passes to the hub side after its first chunk and holds no
-        worker thread (see ``docs/performance.md``); ``False``: every stream
-        holds its server thread (the parked path).
-    :param json_default: called with each value inside event data (a ``dict`` or
-        ``list``) that JSON has no type for (a ``datetime``, a ``Decimal``, a
-        dataclass); returns something JSON can encode, or raises ``TypeError``
-        (``json.dumps``'s ``default``). Used by :meth:`broadcast_to_pattern` and
-        :meth:`Client.send`. ``None``: such a value raises ``TypeError``.
-    :raises ValueError: if any argument is out of range; the message names it.
+    Each keyword argument is described in :class:`~sse_kit._hub_options.HubOptions`
+    and kept as a read-only attribute of the same name (``hub.max_clients``);
+    setting one raises ``AttributeError``, since streams already open would not see
+    the change. :attr:`options` holds them all.
 
-    Each argument is kept as a read-only attribute of the same name
-    (``hub.max_clients``); setting one later raises ``AttributeError``, since
-    streams already open would not see the change.
+    :raises ValueError: if any argument is out of range; the message names it.
     """
+
+    client_buffer = Option[int]()
+    keepalive_interval = Option[float]()
+    max_clients = Option[int | None]()
+    history_size = Option[int]()
+    history_ttl = Option[float]()
+    slow_client = Option[SlowClientPolicy]()
+    retry = Option[int]()
+    shutdown_retry = Option[int]()
+    max_clients_per_id = Option[int | None]()
+    max_event_size = Option[int]()
+    client_buffer_bytes = Option[int]()
+    max_age = Option[float | None]()
+    write_timeout = Option[float | None]()
+    backplane = Option[Backplane | None]()
+    fast_path = Option[bool]()
+    json_default = Option[Callable[[Any], Any] | None]()
 
     def __init__(
         self,
@@ -168,46 +97,16 @@ class Hub:
         fast_path: bool = True,
         json_default: Callable[[Any], Any] | None = None,
     ) -> None:
-        check_int("client_buffer", client_buffer, 1)
-        check_seconds("keepalive_interval", keepalive_interval)
-        check_int("max_clients", max_clients, 1, optional=True)
-        check_int("history_size", history_size, 0)
-        check_seconds("history_ttl", history_ttl)
         if slow_client is None:
-            slow_client = DISCONNECT if history_size or backplane is not None else DROP
-        if slow_client not in (DISCONNECT, DROP):
-            raise ValueError(f"slow_client must be 'disconnect' or 'drop', got {slow_client!r}")
-        check_int("retry", retry, 0)
-        check_int("shutdown_retry", shutdown_retry, 0)
-        check_int("max_clients_per_id", max_clients_per_id, 1, optional=True)
-        check_int("max_event_size", max_event_size, 1)
-        check_int("client_buffer_bytes", client_buffer_bytes, 1)
-        check_seconds("max_age", max_age, optional=True)
-        check_seconds("write_timeout", write_timeout, optional=True)
-        if backplane is not None and not isinstance(backplane, Backplane):
-            raise ValueError(f"backplane must implement sse_kit.Backplane, got {backplane!r}")
-        if not isinstance(fast_path, bool):
-            raise ValueError(f"fast_path must be a bool, got {fast_path!r}")
-        self.client_buffer = client_buffer
-        self.keepalive_interval = float(keepalive_interval)
-        self.max_clients = max_clients
-        self.history_size = history_size
-        self.history_ttl = float(history_ttl)
-        self.slow_client: SlowClientPolicy = slow_client
-        self.retry = retry
-        self.shutdown_retry = shutdown_retry
-        self.max_clients_per_id = max_clients_per_id
-        self.max_event_size = max_event_size
-        self.client_buffer_bytes = client_buffer_bytes
-        self.max_age = None if max_age is None else float(max_age)
-        self.write_timeout = None if write_timeout is None else float(write_timeout)
-        self.backplane = backplane
-        self.fast_path = fast_path
-        if json_default is not None and not callable(json_default):
-            raise TypeError(
-                f"json_default must be callable or None, not {type(json_default).__name__}")
-        self.json_default = json_default
-        self._options_set = True  # from now on the options above are read-only
+            slow_client = HubOptions.default_slow_client(history_size, backplane)
+        self._options = HubOptions(
+            client_buffer=client_buffer, keepalive_interval=keepalive_interval,
+            max_clients=max_clients, history_size=history_size, history_ttl=history_ttl,
+            slow_client=slow_client, retry=retry, shutdown_retry=shutdown_retry,
+            max_clients_per_id=max_clients_per_id, max_event_size=max_event_size,
+            client_buffer_bytes=client_buffer_bytes, max_age=max_age,
+            write_timeout=write_timeout, backplane=backplane, fast_path=fast_path,
+            json_default=json_default)
         self.counters = Counters()
         self._advisor = Advisor(self.counters)  # once per process: never reset
         # _state_lock guards starting and the end of run(): _thread, _pid,
@@ -226,20 +125,19 @@ class Hub:
         self._stopped.set()
         self._reset()
 
+    @property
+    def options(self) -> HubOptions:
+        """Every option this hub was built with, as one frozen object."""
+        return self._options
+
     def _reset(self) -> None:
         """Fresh routing state (at construction, after stop, after fork)."""
         self._inbox = Inbox()
-        self._router = Router(self)
+        self._router = Router(self._options, self.counters)
         self._reader: BackplaneReader | None = None
         # The thread that serves detached streams (sse_kit._outlet); started by
         # the first stream that detaches, closed when the hub stops.
         self._outlet_now: Outlet | None = None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _OPTIONS and getattr(self, "_options_set", False):
-            raise AttributeError(
-                f"Hub.{name} is read-only: pass it to Hub({name}=...) when you build the hub")
-        super().__setattr__(name, value)
 
     def _outlet(self) -> Outlet | None:
         """The outlet detached streams are handed to, started on first use;
@@ -264,15 +162,10 @@ class Hub:
 
         :returns: this hub, so ``hub = Hub().start()`` works.
         """
-        with self._state_lock:
-            if self._running and self._pid == os.getpid():
-                return self
-            thread = threading.Thread(target=self._loop, name="sse_kit-hub", daemon=True)
-            self._begin(thread)
-            self._halted_pid = 0
-        self._start_reader()  # before the hub thread: its position is the first command
-        thread.start()
-        self._run_on_start(list(self._on_start))
+        thread = threading.Thread(target=self._loop, name="sse_kit-hub", daemon=True)
+        if self._begin(thread):
+            thread.start()
+            self._run_on_start(list(self._on_start))
         return self
 
     def on_start(self, callback: Callable[[Hub], None]) -> Callable[[Hub], None]:
@@ -286,8 +179,7 @@ class Hub:
         :returns: *callback*.
         :raises TypeError: if *callback* is not callable.
         """
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        check_callable("callback", callback)
         with self._state_lock:
             self._on_start.append(callback)
             now = self._is_running()
@@ -329,29 +221,26 @@ class Hub:
 
         :raises RuntimeError: if the hub is already running.
         """
-        with self._state_lock:
-            if self._running and self._pid == os.getpid():
-                raise RuntimeError("this hub is already running")
-            self._begin(threading.current_thread())
-            self._halted_pid = 0
-        self._start_reader()
+        if not self._begin(threading.current_thread()):
+            raise RuntimeError("this hub is already running")
         self._run_on_start(list(self._on_start))  # what they broadcast waits in the inbox
         self._loop()
 
-    def _begin(self, thread: threading.Thread) -> None:
-        """Mark the hub running in *thread*; called with _state_lock held."""
-        if self._pid != os.getpid():
-            self._reset()  # forked: the parent's clients and thread are not ours
-        self._thread = thread
-        self._pid = os.getpid()
-        self._running = True
-        self._stopped.clear()
-
-    def _start_reader(self) -> None:
-        """Start the backplane's reader for this run; outside _state_lock, as it may
-        wait up to the backplane's timeout for a first contact."""
-        if self.backplane is not None:
+    def _begin(self, thread: threading.Thread) -> bool:
+        """Mark the hub running in *thread* (not started yet) and start the
+        backplane's reader, whose position is the first command; ``False`` if the
+        hub already runs in this process."""
+        with self._state_lock:
+            if self._is_running():
+                return False
+            if self._pid != os.getpid():
+                self._reset()  # forked: the parent's clients and thread are not ours
+            self._thread, self._pid, self._running = thread, os.getpid(), True
+            self._halted_pid = 0
+            self._stopped.clear()
+        if self.backplane is not None:  # outside the lock: it may wait for a first contact
             self._reader = self.backplane.start_reader(self._inbox.feed(self.counters))
+        return True
 
     def _loop(self) -> None:
         try:
@@ -404,12 +293,8 @@ class Hub:
     def __enter__(self) -> Hub:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
     # -- publishing -------------------------------------------------------------
@@ -445,20 +330,16 @@ class Hub:
             raise EventTooLarge(
                 f"the encoded event is {len(body)} bytes; max_event_size is {self.max_event_size}"
             )
-        if self.backplane is not None:
-            self._publish_to_backplane(pattern, body)
-            return Receipt.unknown()  # every worker's hub routes it
-        self._ensure_running("broadcast_to_pattern()")
-        return self._inbox.publish(pattern, body)
-
-    def _publish_to_backplane(self, pattern: str, body: bytes) -> None:
-        assert self.backplane is not None
+        if self.backplane is None:
+            self._ensure_running("broadcast_to_pattern()")
+            return self._inbox.publish(pattern, body)
         try:
             self.backplane.publish(pattern, body)
         except BackplaneUnavailable:
             self.counters.add("backplane_errors")
             raise
         self.counters.add("backplane_published")
+        return Receipt.unknown()  # every worker's hub routes it
 
     # -- clients ----------------------------------------------------------------
 
@@ -474,20 +355,10 @@ class Hub:
         self._register(client)
 
     def _register(self, client: Client, thread_limit: int | None = None) -> _Registration:
-        _check_client(client)
+        check_type("client", client, Client)
         reg = _Registration(client, thread_limit)
         self._ensure_running("a new stream")
-        self._inbox.register(reg)
-        while not reg.done.acquire(True, _POLL):
-            if not self._is_running():
-                raise HubNotRunning(
-                    "the hub stopped before the stream was registered (hub.stop(), or the "
-                    "worker is shutting down)")
-        if reg.error is not None:
-            raise reg.error
-        if reg.catchup is not None:  # the history could not serve it: read the log
-            assert self.backplane is not None
-            self._inbox.catch_up(reg, self.backplane, self.counters)
+        self._inbox.register(reg, self._is_running, self.backplane, self.counters)
         return reg
 
     def unregister(self, client: Client) -> None:
@@ -495,7 +366,7 @@ class Hub:
 
         :raises TypeError: if *client* is not a :class:`Client`.
         """
-        _check_client(client)
+        check_type("client", client, Client)
         client._finish(CLOSED)
         if self.running:
             self._inbox.unregister(client)
@@ -522,11 +393,7 @@ class Hub:
             return default
         if threading.current_thread() is self._thread:
             return fn()
-        call = self._inbox.call(fn, default)
-        while not call.done.acquire(True, _POLL):
-            if not self._is_running():
-                return default
-        return call.result  # type: ignore[no-any-return]
+        return self._inbox.call(fn, default, self._is_running)
 
     def flush(self) -> None:
         """Return once every command put in the inbox before this call has been
@@ -549,8 +416,7 @@ class Hub:
 
         :raises TypeError: if *client_id* is not a ``str``.
         """
-        if not isinstance(client_id, str):
-            raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
+        check_type("client_id", client_id, str)
         return self._call(lambda: self._router.newest(client_id), None)
 
     def clients(self, pattern: str = "*") -> list[Client]:

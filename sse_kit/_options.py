@@ -6,7 +6,23 @@ what was received (the ``STYLE.md`` rule for keyword-only configuration).
 
 from __future__ import annotations
 
-__all__ = ["check_int", "check_seconds"]
+from typing import Any
+
+__all__ = ["check_callable", "check_int", "check_seconds", "check_type"]
+
+
+def check_type(name: str, value: object, expected: type[Any]) -> None:
+    """*value* is an instance of *expected*; ``TypeError`` naming *name* if not."""
+    if not isinstance(value, expected):
+        module = expected.__module__
+        label = expected.__name__ if module == "builtins" else f"sse_kit.{expected.__name__}"
+        raise TypeError(f"{name} must be a {label}, not {type(value).__name__}")
+
+
+def check_callable(name: str, value: object) -> None:
+    """*value* is callable; ``TypeError`` naming *name* if not."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, not {type(value).__name__}")
 
 
 def check_int(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
