@@ -143,9 +143,10 @@ class Probe(threading.Thread):
     """GETs ``/ping`` every PROBE_EVERY seconds, each on a new connection, until stopped;
     records each answer's latency (a failed or non-200 answer counts as 5 s)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, path: str = "/ping") -> None:
         super().__init__(daemon=True)
         self.port = port
+        self.path = path
         self.latencies: list[float] = []
         self.answered = 0
         self._done = threading.Event()
@@ -155,7 +156,7 @@ class Probe(threading.Thread):
             t0 = time.perf_counter()
             conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
             try:
-                conn.request("GET", "/ping")
+                conn.request("GET", self.path)
                 response = conn.getresponse()
                 response.read()
                 ok = response.status == 200
@@ -279,7 +280,7 @@ def session(
             time.sleep(0.05)
             before = procs.usage(server.pids)
             wall0 = time.monotonic()
-            probe = Probe(server.port) if system.probe else None
+            probe = Probe(server.port, system.probe_path) if system.probe else None
             if probe is not None:
                 probe.start()
             try:
