@@ -11,31 +11,30 @@
 # kept by its own thread (or the outlet). The options are one frozen HubOptions
 # (_hub_options.py) that the hub, the router and the streams read.
 #
-# Shutdown: stop() puts STOP in the inbox (lock-free, so a signal handler may call
-# it). The hub thread ends every stream, answers registrations still in the inbox
-# with HubNotRunning, and run() returns. A fork() leaves the child with no hub
-# thread; start() notices the new PID and starts afresh. docs/design.md has more.
+# The Hub is the public face: the options, the counters, and the calls. The hub
+# thread's run in this process (start, fork, stop) is one HubThread's
+# (_hub_thread.py): stop() puts STOP in the inbox (lock-free, so a signal handler
+# may call it); the hub thread ends every stream, answers registrations still in
+# the inbox with HubNotRunning, and returns. docs/design.md has more.
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from ._advice import Advisor
-from ._backplane import Backplane, BackplaneReader
+from ._backplane import Backplane
 from ._client import CLOSED, Client, SlowClientPolicy
-from ._commands import Inbox
-from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
+from ._exceptions import EventTooLarge
 from ._hub_options import MIB, HubOptions, Option
+from ._hub_thread import HubThread
 from ._options import check_callable, check_type
 from ._outlet import Outlet
 from ._patterns import compile_pattern, validate_pattern
 from ._receipt import Receipt
-from ._router import Router, _Registration
+from ._router import _Registration
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields
 
@@ -43,10 +42,6 @@ __all__ = ["Hub"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# How long stopping waits for the outlet to write every detached stream's end
-# (it lingers at most _outlet.LINGER seconds for slow peers).
-_OUTLET_CLOSE: Final = 5.0
 
 
 class Hub:
@@ -109,45 +104,16 @@ class Hub:
             json_default=json_default)
         self.counters = Counters()
         self._advisor = Advisor(self.counters)  # once per process: never reset
-        # _state_lock guards starting and the end of run(): _thread, _pid,
-        # _running, and creating _outlet_now. Never held while waiting for the
-        # hub thread. stop() does not take it, so that a signal handler may call stop().
-        self._state_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._running = False
-        # The process in which stop() was called: the hub does not start itself
-        # again there (a worker shutting down must not serve new streams).
-        self._halted_pid = 0
-        # Called after each start in a process (see on_start); appended to only.
-        self._on_start: list[Callable[[Hub], None]] = []
-        self._stopped = threading.Event()  # set while no hub thread runs
-        self._stopped.set()
-        self._reset()
+        self._core = HubThread(self)
 
     @property
     def options(self) -> HubOptions:
         """Every option this hub was built with, as one frozen object."""
         return self._options
 
-    def _reset(self) -> None:
-        """Fresh routing state (at construction, after stop, after fork)."""
-        self._inbox = Inbox()
-        self._router = Router(self._options, self.counters)
-        self._reader: BackplaneReader | None = None
-        # The thread that serves detached streams (sse_kit._outlet); started by
-        # the first stream that detaches, closed when the hub stops.
-        self._outlet_now: Outlet | None = None
-
     def _outlet(self) -> Outlet | None:
-        """The outlet detached streams are handed to, started on first use;
-        ``None`` once the hub is not running (a stream then stays parked)."""
-        with self._state_lock:
-            if not self._is_running():
-                return None
-            if self._outlet_now is None:
-                self._outlet_now = Outlet(self)
-            return self._outlet_now
+        """The outlet detached streams are handed to (``None`` when not running)."""
+        return self._core.outlet()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -162,10 +128,7 @@ class Hub:
 
         :returns: this hub, so ``hub = Hub().start()`` works.
         """
-        thread = threading.Thread(target=self._loop, name="sse_kit-hub", daemon=True)
-        if self._begin(thread):
-            thread.start()
-            self._run_on_start(list(self._on_start))
+        self._core.start()
         return self
 
     def on_start(self, callback: Callable[[Hub], None]) -> Callable[[Hub], None]:
@@ -180,11 +143,7 @@ class Hub:
         :raises TypeError: if *callback* is not callable.
         """
         check_callable("callback", callback)
-        with self._state_lock:
-            self._on_start.append(callback)
-            now = self._is_running()
-        if now:
-            self._run_on_start([callback])
+        self._core.on_start(callback)
         return callback
 
     def advise_once(self, key: str, level: int, message: str, *args: Any) -> bool:
@@ -197,72 +156,12 @@ class Hub:
         """
         return self._advisor.once(key, level, message, *args)
 
-    def _run_on_start(self, callbacks: list[Callable[[Hub], None]]) -> None:
-        for callback in callbacks:
-            try:
-                callback(self)
-            except Exception:  # one failing callback must not stop the others
-                log.exception("sse_kit: on_start callback %r failed", callback)
-
-    def _ensure_running(self, what: str) -> None:
-        """Start the hub on first use; raise if it was stopped in this process."""
-        if self._is_running():
-            return
-        if self._halted_pid == os.getpid():
-            raise HubNotRunning(
-                f"{what} on a hub that was stopped in this process (hub.stop(), or the "
-                "worker is shutting down); call hub.start() to run it again"
-            )
-        self.start()
-        log.info("sse_kit: hub started on first use (pid %d)", os.getpid())
-
     def run(self) -> None:
         """Route events in the calling thread until :meth:`stop` is called.
 
         :raises RuntimeError: if the hub is already running.
         """
-        if not self._begin(threading.current_thread()):
-            raise RuntimeError("this hub is already running")
-        self._run_on_start(list(self._on_start))  # what they broadcast waits in the inbox
-        self._loop()
-
-    def _begin(self, thread: threading.Thread) -> bool:
-        """Mark the hub running in *thread* (not started yet) and start the
-        backplane's reader, whose position is the first command; ``False`` if the
-        hub already runs in this process."""
-        with self._state_lock:
-            if self._is_running():
-                return False
-            if self._pid != os.getpid():
-                self._reset()  # forked: the parent's clients and thread are not ours
-            self._thread, self._pid, self._running = thread, os.getpid(), True
-            self._halted_pid = 0
-            self._stopped.clear()
-        if self.backplane is not None:  # outside the lock: it may wait for a first contact
-            self._reader = self.backplane.start_reader(self._inbox.feed(self.counters))
-        return True
-
-    def _loop(self) -> None:
-        try:
-            self._inbox.serve(self._router)
-        finally:
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        with self._state_lock:
-            self._running = False
-        if self._reader is not None:
-            self._reader.stop()
-        n = self._router.end_all()
-        with self._state_lock:
-            outlet, self._outlet_now = self._outlet_now, None
-        if outlet is not None:  # writes each detached stream's end, then closes it
-            outlet.close(timeout=_OUTLET_CLOSE)
-        self._inbox.abandon_all()  # answer whoever is still waiting
-        self._reset()
-        self._stopped.set()
-        if n:
-            log.info("sse_kit hub stopped; ended %d stream(s)", n)
+        self._core.run()
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """End every stream and stop the hub thread; idempotent.
@@ -272,23 +171,12 @@ class Hub:
         :param timeout: seconds to wait for the hub thread to finish; ``0`` does
             not wait, ``None`` waits without limit.
         """
-        if self._pid != os.getpid():
-            return  # never started in this process
-        self._halted_pid = os.getpid()
-        if self._running:
-            self._inbox.stop()
-        # Also when a stop is already under way (a signal handler asked first):
-        # the caller may be about to exit, and the streams' ends must be out by then.
-        if timeout != 0 and threading.current_thread() is not self._thread:
-            self._stopped.wait(timeout)
+        self._core.stop(timeout)
 
     @property
     def running(self) -> bool:
         """Whether the hub thread is running in this process."""
-        return self._is_running()
-
-    def _is_running(self) -> bool:
-        return self._running and self._pid == os.getpid()
+        return self._core.running
 
     def __enter__(self) -> Hub:
         return self.start()
@@ -330,16 +218,7 @@ class Hub:
             raise EventTooLarge(
                 f"the encoded event is {len(body)} bytes; max_event_size is {self.max_event_size}"
             )
-        if self.backplane is None:
-            self._ensure_running("broadcast_to_pattern()")
-            return self._inbox.publish(pattern, body)
-        try:
-            self.backplane.publish(pattern, body)
-        except BackplaneUnavailable:
-            self.counters.add("backplane_errors")
-            raise
-        self.counters.add("backplane_published")
-        return Receipt.unknown()  # every worker's hub routes it
+        return self._core.publish(pattern, body)
 
     # -- clients ----------------------------------------------------------------
 
@@ -356,10 +235,7 @@ class Hub:
 
     def _register(self, client: Client, thread_limit: int | None = None) -> _Registration:
         check_type("client", client, Client)
-        reg = _Registration(client, thread_limit)
-        self._ensure_running("a new stream")
-        self._inbox.register(reg, self._is_running, self.backplane, self.counters)
-        return reg
+        return self._core.register(client, thread_limit)
 
     def unregister(self, client: Client) -> None:
         """Remove *client* and end its stream; idempotent, never blocks.
@@ -369,7 +245,7 @@ class Hub:
         check_type("client", client, Client)
         client._finish(CLOSED)
         if self.running:
-            self._inbox.unregister(client)
+            self._core.inbox.unregister(client)
 
     def disconnect(self, pattern: str) -> int:
         """End the streams of every client whose ID matches *pattern* now.
@@ -381,7 +257,7 @@ class Hub:
         :raises InvalidPattern: if *pattern* is empty or not a ``str``.
         """
         compiled = compile_pattern(pattern)
-        n = self._call(lambda: self._router.kick(compiled), 0)
+        n = self._call(lambda: self._core.router.kick(compiled), 0)
         if n:
             self.counters.add("kicked", n)
         log.info("sse_kit: disconnect(%r) ended %d stream(s)", pattern, n)
@@ -389,11 +265,7 @@ class Hub:
 
     def _call(self, fn: Callable[[], T], default: T) -> T:
         """Run *fn* on the hub thread and return its result (*default* if stopped)."""
-        if not self.running:
-            return default
-        if threading.current_thread() is self._thread:
-            return fn()
-        return self._inbox.call(fn, default, self._is_running)
+        return self._core.call(fn, default)
 
     def flush(self) -> None:
         """Return once every command put in the inbox before this call has been
@@ -405,11 +277,11 @@ class Hub:
 
     def get_client_count(self) -> int:
         """How many streams are open (connections, not distinct IDs)."""
-        return self._router.client_count if self.running else 0
+        return self._core.router.client_count if self.running else 0
 
     def get_client_ids(self) -> list[str]:
         """Every connected client ID once, sorted."""
-        return self._call(lambda: self._router.index.ids(), [])
+        return self._call(lambda: self._core.router.index.ids(), [])
 
     def get_client(self, client_id: str) -> Client | None:
         """A connection with exactly *client_id* (the newest), or ``None``.
@@ -417,12 +289,12 @@ class Hub:
         :raises TypeError: if *client_id* is not a ``str``.
         """
         check_type("client_id", client_id, str)
-        return self._call(lambda: self._router.newest(client_id), None)
+        return self._call(lambda: self._core.router.newest(client_id), None)
 
     def clients(self, pattern: str = "*") -> list[Client]:
         """The connections whose ID matches *pattern*."""
         compiled = compile_pattern(pattern)
-        return self._call(lambda: list(self._router.index.match(compiled)), [])
+        return self._call(lambda: list(self._core.router.index.match(compiled)), [])
 
     def stats(self) -> dict[str, int]:
         """This process's metrics: the counters since the hub was created, and the

@@ -356,7 +356,7 @@ def test_a_receipt_that_is_never_routed_answers_none() -> None:
     release = threading.Event()
     holder = threading.Thread(target=h._call, args=(release.wait, None), daemon=True)
     holder.start()  # the hub thread is busy in release.wait()
-    wait_for(lambda: not h._inbox.qsize(), message="the hub thread to take the call")
+    wait_for(lambda: not h._core.inbox.qsize(), message="the hub thread to take the call")
     h.stop(timeout=0)  # queued: the hub is still running, behind the call
     receipt = h.broadcast_to_pattern("c", "late")  # queued behind the stop
     release.set()

@@ -59,7 +59,7 @@ def hubs(server: RedisServer) -> Iterator[Callable[..., Hub]]:
 
 def position(hub: Hub) -> str:
     """The stream position the hub's connected events carry ("" while unknown)."""
-    stream_history = hub._router.stream_history
+    stream_history = hub._core.router.stream_history
     assert stream_history is not None
     return hub._call(lambda: stream_history.last_id, "")
 
@@ -225,8 +225,8 @@ def test_burst_larger_than_one_read_arrives_whole_and_in_order(
 
 def test_a_hub_reader_ends_with_the_hub(hubs: Callable[..., Hub]) -> None:
     hub = hubs(bp={"block": 0.2})
-    assert hub._reader is not None
-    reader = hub._reader
+    assert hub._core.reader is not None
+    reader = hub._core.reader
     hub.stop()
     wait_for(lambda: not reader.alive, message="the sse_kit-redis thread to end")  # type: ignore[attr-defined]
 
