@@ -33,6 +33,7 @@ from ._event import (
 from ._exceptions import (
     BackplaneUnavailable,
     EventTooLarge,
+    HubAlreadyRunning,
     HubFull,
     HubNotRunning,
     InvalidPattern,
@@ -65,6 +66,7 @@ __all__ = [
     "EventTooLarge",
     "Health",
     "Hub",
+    "HubAlreadyRunning",
     "HubFull",
     "HubNotRunning",
     "InvalidPattern",

@@ -52,7 +52,8 @@ class Hub:
     setting one raises ``AttributeError``, since streams already open would not see
     the change. :attr:`options` holds them all.
 
-    :raises ValueError: if any argument is out of range; the message names it.
+    :raises TypeError: if an argument is of the wrong type; the message names it.
+    :raises ValueError: if an argument is out of range; the message names it.
     """
 
     client_buffer = Option[int]()
@@ -159,7 +160,7 @@ class Hub:
     def run(self) -> None:
         """Route events in the calling thread until :meth:`stop` is called.
 
-        :raises RuntimeError: if the hub is already running.
+        :raises HubAlreadyRunning: if the hub already runs in this process.
         """
         self._core.run()
 

@@ -9,7 +9,7 @@ from typing import Any, Final, Generic, NoReturn, Protocol, TypeVar, overload
 
 from ._backplane import Backplane
 from ._client import DISCONNECT, DROP, SlowClientPolicy
-from ._options import check_int, check_seconds
+from ._options import check_callable, check_choice, check_int, check_seconds, check_type
 
 __all__ = ["MIB", "HubOptions", "Option"]
 
@@ -70,7 +70,8 @@ class HubOptions:
         dataclass); returns something JSON can encode, or raises ``TypeError``
         (``json.dumps``'s ``default``). Used by ``broadcast_to_pattern`` and
         ``Client.send``. ``None``: such a value raises ``TypeError``.
-    :raises ValueError: if any argument is out of range; the message names it.
+    :raises TypeError: if an argument is of the wrong type; the message names it.
+    :raises ValueError: if an argument is out of range; the message names it.
     """
 
     client_buffer: int
@@ -96,23 +97,18 @@ class HubOptions:
         check_int("max_clients", self.max_clients, 1, optional=True)
         check_int("history_size", self.history_size, 0)
         check_seconds("history_ttl", self.history_ttl)
-        if self.slow_client not in (DISCONNECT, DROP):
-            raise ValueError(
-                f"slow_client must be 'disconnect' or 'drop', got {self.slow_client!r}")
-        check_int("retry", self.retry, 0)
-        check_int("shutdown_retry", self.shutdown_retry, 0)
+        check_choice("slow_client", self.slow_client, (DISCONNECT, DROP))
+        check_int("retry", self.retry, 0, unit="milliseconds")
+        check_int("shutdown_retry", self.shutdown_retry, 0, unit="milliseconds")
         check_int("max_clients_per_id", self.max_clients_per_id, 1, optional=True)
-        check_int("max_event_size", self.max_event_size, 1)
-        check_int("client_buffer_bytes", self.client_buffer_bytes, 1)
+        check_int("max_event_size", self.max_event_size, 1, unit="bytes")
+        check_int("client_buffer_bytes", self.client_buffer_bytes, 1, unit="bytes")
         check_seconds("max_age", self.max_age, optional=True)
         check_seconds("write_timeout", self.write_timeout, optional=True)
-        if self.backplane is not None and not isinstance(self.backplane, Backplane):
-            raise ValueError(f"backplane must implement sse_kit.Backplane, got {self.backplane!r}")
-        if not isinstance(self.fast_path, bool):
-            raise ValueError(f"fast_path must be a bool, got {self.fast_path!r}")
-        if self.json_default is not None and not callable(self.json_default):
-            raise TypeError(
-                f"json_default must be callable or None, not {type(self.json_default).__name__}")
+        check_type("backplane", self.backplane, Backplane, optional=True,
+                   what="a sse_kit.Backplane (such as sse_kit.redis.RedisBackplane)")
+        check_type("fast_path", self.fast_path, bool)
+        check_callable("json_default", self.json_default, optional=True)
         for name in ("keepalive_interval", "history_ttl", "max_age", "write_timeout"):
             seconds = getattr(self, name)
             if seconds is not None:  # an int given is kept as a float, as it is read

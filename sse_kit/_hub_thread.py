@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from ._backplane import BackplaneReader
 from ._client import Client
 from ._commands import Inbox
-from ._exceptions import BackplaneUnavailable, HubNotRunning
+from ._exceptions import BackplaneUnavailable, HubAlreadyRunning, HubNotRunning
 from ._outlet import Outlet
 from ._receipt import Receipt
 from ._router import Router, _Registration
@@ -87,10 +87,12 @@ class HubThread:
     def run(self) -> None:
         """Run in the calling thread until stopped (see ``Hub.run``).
 
-        :raises RuntimeError: if a run is already under way in this process.
+        :raises HubAlreadyRunning: if a run is already under way in this process.
         """
         if not self._begin(threading.current_thread()):
-            raise RuntimeError("this hub is already running")
+            raise HubAlreadyRunning(
+                "this hub is already running in this process (hub.start(), or started on "
+                "first use); call hub.run() only on a hub that is not running")
         self._run_callbacks(list(self._on_start))  # what they broadcast waits in the inbox
         self._serve()
 

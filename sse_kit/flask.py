@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response
 
 from ._cors import CORSPolicy
 from ._hub import Hub
+from ._options import check_callable, check_type, value_error
 from ._wsgi import check_request, make_client, open_stream, refuse
 
 __all__ = ["SSEKitExtension", "anonymous_client_id", "create_blueprint"]
@@ -151,18 +152,18 @@ def _checked_options(
     cors_max_age: int,
 ) -> CORSPolicy | None:
     """create_blueprint's arguments checked; the CORS policy they make, if any."""
-    if not isinstance(hub, Hub):
-        raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
-    if not callable(client_id):
-        raise TypeError("client_id must be a callable (request) -> str")
-    if metadata is not None and not (callable(metadata) or isinstance(metadata, Mapping)):
-        raise TypeError("metadata must be a mapping or a callable (request) -> mapping")
-    if authorize is not None and not callable(authorize):
-        raise TypeError("authorize must be a callable (request) -> bool | str")
+    check_type("hub", hub, Hub)
+    check_callable("client_id", client_id, what="a callable (request) -> str")
+    if not isinstance(metadata, Mapping):
+        check_callable("metadata", metadata, optional=True,
+                       what="a mapping or a callable (request) -> mapping")
+    check_callable("authorize", authorize, optional=True,
+                   what="a callable (request) -> bool | str")
     if cors_origins is not None:
         return CORSPolicy(cors_origins, credentials=cors_credentials, max_age=cors_max_age)
+    check_type("cors_credentials", cors_credentials, bool)
     if cors_credentials:
-        raise ValueError("cors_credentials=True needs cors_origins")
+        raise value_error("cors_credentials", "False without cors_origins", cors_credentials)
     return None
 
 
