@@ -420,18 +420,14 @@ def deliver(
     """Offer a batch of broadcasts to each of *clients*: the hub thread's hot loop.
 
     *frames* are consecutive broadcasts to the same recipients, oldest first
-    (usually one; several when they waited in the hub's inbox together). A
-    detached stream gets them all as ONE chunk, written at once or kept in its
-    tail (:meth:`sse_kit._outlet.OwnedSocket.send`); a parked stream gets each
-    queued in its outbox as by :meth:`Client._offer`.
-
-    :param may_cut: whether a full outbox may end a stream under the
-        "disconnect" policy (see :meth:`Client._offer`).
+    (several when they waited in the hub's inbox together). A detached stream gets
+    them as ONE chunk, written at once or kept in its tail (``OwnedSocket.send``);
+    a parked stream gets each queued as by :meth:`Client._offer`. *may_cut*: whether
+    a full outbox may end a stream under the "disconnect" policy.
 
     :returns: how many open streams were offered the batch, then how many
         deliveries (client x event) were (written at once, queued, kept in a
-        detached stream's tail, dropped, cut); streams that had already ended
-        are not counted.
+        detached stream's tail, dropped, cut); streams already ended are not counted.
     """
     n = len(frames)
     chunk = b""  # joined and framed once, at the first detached stream (many reach nobody)
