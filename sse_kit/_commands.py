@@ -1,6 +1,13 @@
 """The hub's inbox: the commands other threads hand the hub thread, and the loop
 that runs them (see the ``design`` note in :mod:`sse_kit._hub`)."""
 
+# design:
+# Broadcasts to one pattern already waiting in the inbox, one behind the other, are
+# routed as one batch (Inbox._gather): each keeps its own ID and history entry, a
+# detached stream gets the batch in one write, a parked stream gets each event
+# queued under the usual limits. Nothing waits to fill a batch; one forms only when
+# the hub thread is behind (bursts, high rates).
+
 from __future__ import annotations
 
 import logging
