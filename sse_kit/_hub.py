@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 from ._advice import Advisor
 from ._backplane import Backplane
 from ._client import CLOSED, Client, SlowClientPolicy
-from ._exceptions import EventTooLarge
 from ._hub_options import MIB, HubOptions, Option
 from ._hub_thread import HubThread
 from ._options import check_callable, check_type
@@ -212,13 +211,6 @@ class Hub:
         """
         validate_pattern(pattern)
         body = encode_fields(data_to_text(data, self.json_default), event=event)
-        if len(body) > self.max_event_size:
-            self.counters.add("too_large")
-            log.warning("sse_kit: refused a %d-byte event for %r (max_event_size=%d)",
-                        len(body), pattern, self.max_event_size)
-            raise EventTooLarge(
-                f"the encoded event is {len(body)} bytes; max_event_size is {self.max_event_size}"
-            )
         return self._core.publish(pattern, body)
 
     # -- clients ----------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from ._backplane import BackplaneReader
 from ._client import Client
 from ._commands import Inbox
-from ._exceptions import BackplaneUnavailable, HubAlreadyRunning, HubNotRunning
+from ._exceptions import BackplaneUnavailable, EventTooLarge, HubAlreadyRunning, HubNotRunning
 from ._outlet import Outlet
 from ._receipt import Receipt
 from ._router import Router, _Registration
@@ -197,7 +197,17 @@ class HubThread:
 
     def publish(self, pattern: str, body: bytes) -> Receipt:
         """Hand an encoded broadcast to the backplane's log, or without one to
-        this run's inbox (starting a run on first use)."""
+        this run's inbox (starting a run on first use).
+
+        :raises EventTooLarge: if *body* is larger than ``max_event_size`` (counted, logged).
+        """
+        limit = self._options.max_event_size
+        if len(body) > limit:
+            self._counters.add("too_large")
+            log.warning("sse_kit: refused a %d-byte event for %r (max_event_size=%d)",
+                        len(body), pattern, limit)
+            raise EventTooLarge(
+                f"the encoded event is {len(body)} bytes; max_event_size is {limit}")
         backplane = self._options.backplane
         if backplane is None:
             self.ensure_running("broadcast_to_pattern()")
