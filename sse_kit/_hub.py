@@ -71,6 +71,8 @@ class Hub:
     backplane = Option[Backplane | None]()
     fast_path = Option[bool]()
     json_default = Option[Callable[[Any], Any] | None]()
+    presence_ttl = Option[float]()
+    presence_events = Option[Callable[[str], str | None] | None]()
 
     def __init__(
         self,
@@ -91,6 +93,8 @@ class Hub:
         backplane: Backplane | None = None,
         fast_path: bool = True,
         json_default: Callable[[Any], Any] | None = None,
+        presence_ttl: float = 15.0,
+        presence_events: Callable[[str], str | None] | None = None,
     ) -> None:
         if slow_client is None:
             slow_client = HubOptions.default_slow_client(history_size, backplane)
@@ -101,7 +105,8 @@ class Hub:
             max_clients_per_id=max_clients_per_id, max_event_size=max_event_size,
             client_buffer_bytes=client_buffer_bytes, max_age=max_age,
             write_timeout=write_timeout, backplane=backplane, fast_path=fast_path,
-            json_default=json_default)
+            json_default=json_default, presence_ttl=presence_ttl,
+            presence_events=presence_events)
         self.counters = Counters()
         self._advisor = Advisor(self.counters)  # once per process: never reset
         self._core = HubThread(self)
@@ -244,17 +249,39 @@ class Hub:
         """End the streams of every client whose ID matches *pattern* now.
 
         Use it when a user logs out or loses a permission; browsers reconnect
-        and go through your authorization again.
+        (after the ``retry`` hint) and go through your authorization again.
 
-        :returns: how many streams were ended.
-        :raises InvalidPattern: if *pattern* is empty or not a ``str``.
+        With a backplane that carries control entries
+        (:class:`sse_kit.redis.RedisBackplane`), it appends one to the log, and
+        every hub (every worker, every host) ends its matching streams where the
+        entry stands among the events: an event published after this returns
+        reaches none of them. Without one, it acts on this hub's streams only.
+
+        :returns: how many streams were ended on this hub (with a backplane:
+            once this hub's reader has applied the entry, waited for up to 10
+            seconds; the other workers' streams are not counted).
+        :raises InvalidPattern: if *pattern* is empty.
+        :raises TypeError: if *pattern* is not a ``str``.
+        :raises BackplaneUnavailable: with a backplane, if the control entry
+            could not be appended: no stream was ended, on any worker.
         """
-        compiled = compile_pattern(pattern)
-        n = self._call(lambda: self._core.router.kick(compiled), 0)
-        if n:
-            self.counters.add("kicked", n)
+        n = self._core.disconnect(pattern, compile_pattern(pattern))
         log.info("sse_kit: disconnect(%r) ended %d stream(s)", pattern, n)
         return n
+
+    def presence(self, pattern: str = "*") -> dict[str, int]:
+        """The client IDs matching *pattern* that have streams open, with how
+        many each, sorted by ID: across the cluster with a backplane that keeps
+        a roster (:class:`sse_kit.redis.RedisBackplane`; a worker that died
+        without stopping counts until ``presence_ttl`` has passed), else on this hub.
+
+        :raises InvalidPattern: if *pattern* is empty.
+        :raises TypeError: if *pattern* is not a ``str``.
+        :raises BackplaneUnavailable: if the backplane's roster cannot be read in time.
+        :raises HubNotRunning: with such a backplane, if the hub was stopped in this
+            process; a hub that never ran starts here.
+        """
+        return dict(sorted(self._core.presence(compile_pattern(pattern)).items()))
 
     def _call(self, fn: Callable[[], T], default: T) -> T:
         """Run *fn* on the hub thread and return its result (*default* if stopped)."""

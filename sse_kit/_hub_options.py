@@ -70,6 +70,17 @@ class HubOptions:
         dataclass); returns something JSON can encode, or raises ``TypeError``
         (``json.dumps``'s ``default``). Used by ``broadcast_to_pattern`` and
         ``Client.send``. ``None``: such a value raises ``TypeError``.
+    :param presence_ttl: with a backplane that keeps a roster
+        (:class:`sse_kit.redis.RedisBackplane`): seconds after which a worker
+        that died without stopping (``SIGKILL``, a lost host) no longer counts
+        in ``Hub.presence()`` and ``max_clients_per_id``; each worker renews its
+        entry every third of it. A clean stop removes the entry at once.
+    :param presence_events: ``presence_events(client_id)`` returns the pattern
+        a ``presence`` event goes to when *client_id* joins (its first stream
+        opens, anywhere in the cluster) or leaves (its last one ends), or
+        ``None`` for no event; data ``{"client_id": ..., "state": "join"}`` (or
+        ``"leave"``). ``None``: no presence events. Without a backplane it runs
+        on the hub thread: keep it quick.
     :raises TypeError: if an argument is of the wrong type; the message names it.
     :raises ValueError: if an argument is out of range; the message names it.
     """
@@ -90,6 +101,8 @@ class HubOptions:
     backplane: Backplane | None
     fast_path: bool
     json_default: Callable[[Any], Any] | None
+    presence_ttl: float
+    presence_events: Callable[[str], str | None] | None
 
     def __post_init__(self) -> None:
         check_int("client_buffer", self.client_buffer, 1)
@@ -109,7 +122,10 @@ class HubOptions:
                    what="a sse_kit.Backplane (such as sse_kit.redis.RedisBackplane)")
         check_type("fast_path", self.fast_path, bool)
         check_callable("json_default", self.json_default, optional=True)
-        for name in ("keepalive_interval", "history_ttl", "max_age", "write_timeout"):
+        check_seconds("presence_ttl", self.presence_ttl)
+        check_callable("presence_events", self.presence_events, optional=True)
+        for name in ("keepalive_interval", "history_ttl", "max_age", "write_timeout",
+                     "presence_ttl"):
             seconds = getattr(self, name)
             if seconds is not None:  # an int given is kept as a float, as it is read
                 object.__setattr__(self, name, float(seconds))

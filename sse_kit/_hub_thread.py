@@ -10,6 +10,13 @@ reader, the outlet), and ending it."""
 # for the next run. A fork() leaves the child with the parent's run, which is not
 # its own: _begin() sees the new PID and starts afresh. stop() takes no lock and only
 # puts STOP in the inbox, so that a signal handler may call it.
+#
+# When the backplane also keeps a roster (_cluster.py), a presence thread per run
+# (_presence.py) keeps this process's count of streams per client ID there:
+# request threads ask it to admit a stream (max_clients_per_id across the
+# cluster) before they register, the router tells it of every stream that leaves.
+# disconnect() then appends a control entry to the log, which every hub applies in
+# log order.
 
 from __future__ import annotations
 
@@ -19,11 +26,17 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, TypeVar
 
+from ._backplane import DISCONNECT as CONTROL_DISCONNECT
 from ._backplane import BackplaneReader
 from ._client import Client
+from ._cluster import ClusterBackplane
 from ._commands import Inbox
+from ._controls import Awaited
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubAlreadyRunning, HubNotRunning
+from ._history import parse_stream_id
 from ._outlet import Outlet
+from ._patterns import Pattern
+from ._presence import Presence
 from ._receipt import Receipt
 from ._router import Router, _Registration
 
@@ -38,6 +51,10 @@ T = TypeVar("T")
 # How long stopping waits for the outlet to write every detached stream's end
 # (it lingers at most _outlet.LINGER seconds for slow peers).
 _OUTLET_CLOSE: Final = 5.0
+# How long stopping waits for the presence thread to remove this process's roster entry.
+_PRESENCE_CLOSE: Final = 5.0
+# How long disconnect() waits for this hub's reader to apply its control entry.
+_CONTROL_WAIT: Final = 10.0
 
 
 class HubThread:
@@ -47,6 +64,17 @@ class HubThread:
         self._hub = hub
         self._options = hub.options
         self._counters = hub.counters
+        # A backplane that carries control entries and keeps a roster makes
+        # disconnect(), max_clients_per_id and presence() cluster-wide.
+        backplane = self._options.backplane
+        self.cluster = backplane if isinstance(backplane, ClusterBackplane) else None
+        if backplane is not None and self.cluster is None:
+            hub.advise_once(
+                "per_worker_control", logging.WARNING,
+                "sse_kit: the backplane %r carries no control entries and keeps no roster: "
+                "disconnect(), max_clients_per_id and presence() act on this worker only, "
+                "and presence_events are not sent. "
+                "Use sse_kit.redis.RedisBackplane for cluster-wide ones", backplane)
         # _lock guards starting a run and its end: thread, _pid, _running,
         # creating _outlet, and _on_start. Never held while waiting for the hub
         # thread or running a callback. stop() does not take it, so that a signal
@@ -67,7 +95,8 @@ class HubThread:
     def _reset(self) -> None:
         """Fresh state for the next run (at construction, after a run, after fork)."""
         self.inbox = Inbox()
-        self.router = Router(self._options, self._counters)
+        self._presence = Presence(self._hub, self.cluster) if self.cluster is not None else None
+        self.router = Router(self._options, self._counters, self._presence)
         self.reader: BackplaneReader | None = None
         self._outlet: Outlet | None = None  # started by the first stream that detaches
 
@@ -140,6 +169,8 @@ class HubThread:
         backplane = self._options.backplane
         if backplane is not None:  # outside the lock: it may wait for a first contact
             self.reader = backplane.start_reader(self.inbox.feed(self._counters))
+        if self._presence is not None:
+            self._presence.start()
         return True
 
     def _serve(self) -> None:
@@ -155,6 +186,8 @@ class HubThread:
         if self.reader is not None:
             self.reader.stop()
         n = self.router.end_all()
+        if self._presence is not None:  # removes this process from the roster
+            self._presence.stop(_PRESENCE_CLOSE)
         with self._lock:
             outlet, self._outlet = self._outlet, None
         if outlet is not None:  # writes each detached stream's end, then closes it
@@ -192,7 +225,16 @@ class HubThread:
         (see :meth:`Inbox.register`)."""
         self.ensure_running("a new stream")
         reg = _Registration(client, thread_limit)
-        self.inbox.register(reg, lambda: self.running, self._options.backplane, self._counters)
+        presence = self._presence
+        if presence is not None:
+            presence.take(client.id)  # a slot in the cluster, or HubFull
+        try:
+            self.inbox.register(reg, lambda: self.running, self._options.backplane,
+                                self._counters)
+        except BaseException:
+            if presence is not None:  # admitted, never registered
+                presence.leave(client.id)
+            raise
         return reg
 
     def publish(self, pattern: str, body: bytes) -> Receipt:
@@ -227,3 +269,43 @@ class HubThread:
         if threading.current_thread() is self.thread:
             return fn()
         return self.inbox.call(fn, default, lambda: self.running)
+
+    def disconnect(self, pattern_text: str, pattern: Pattern) -> int:
+        """End the streams *pattern* matches (see ``Hub.disconnect``): on this hub,
+        or with a cluster backplane on every hub, through a control entry in the log.
+
+        :returns: how many streams were ended on this hub.
+        :raises BackplaneUnavailable: if the control entry could not be appended.
+        """
+        if self.cluster is None:
+            n = self.call(lambda: self.router.kick(pattern), 0)
+            if n:
+                self._counters.add("kicked", n)
+            return n
+        try:
+            entry_id = self.cluster.control(CONTROL_DISCONNECT, pattern_text)
+        except BackplaneUnavailable:
+            self._counters.add("backplane_errors")
+            raise
+        return self._await_control(entry_id)
+
+    def _await_control(self, entry_id: str) -> int:
+        """How many streams the control entry *entry_id* ended on this hub, once
+        its reader applied it (0 if it does not run here, or not in time)."""
+        key = parse_stream_id(entry_id)
+        if key is None or not self.running or threading.current_thread() is self.thread:
+            return 0  # nothing here to wait for (or the hub thread itself: it applies it later)
+        awaited = Awaited(key)
+        self.inbox.await_control(awaited)
+        if not awaited.done.acquire(True, _CONTROL_WAIT):
+            log.warning("sse_kit: this worker has not read the control entry %s within %gs; "
+                        "it ends its streams when it does", entry_id, _CONTROL_WAIT)
+            return 0
+        return awaited.result
+
+    def presence(self, pattern: Pattern) -> dict[str, int]:
+        """Streams per client ID matching *pattern* (see ``Hub.presence``)."""
+        if self._presence is None:
+            return self.call(lambda: self.router.presence(pattern), {})
+        self.ensure_running("presence()")
+        return self._presence.count(pattern)

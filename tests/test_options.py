@@ -119,6 +119,10 @@ ARGUMENT_ERRORS = [
           r"^fast_path must be a bool, not str$", "Hub-fast_path"),
     param(lambda h: Hub(json_default="iso"), TypeError,
           r"^json_default must be callable or None, not str$", "Hub-json_default"),
+    param(lambda h: Hub(presence_ttl=0), ValueError,
+          r"^presence_ttl must be a number of seconds > 0, got 0$", "Hub-presence_ttl"),
+    param(lambda h: Hub(presence_events="user:*"), TypeError,
+          r"^presence_events must be callable or None, not str$", "Hub-presence_events"),
     # -- Hub methods ----------------------------------------------------------------------
     param(lambda h: h.register("user:1"), TypeError,
           r"^client must be a sse_kit\.Client, not str$", "Hub.register"),
@@ -134,6 +138,8 @@ ARGUMENT_ERRORS = [
           r"^pattern must be a str, not bytes$", "Hub.disconnect"),
     param(lambda h: h.clients(7), TypeError,
           r"^pattern must be a str, not int$", "Hub.clients"),
+    param(lambda h: h.presence(None), TypeError,
+          r"^pattern must be a str, not NoneType$", "Hub.presence"),
     param(lambda h: compile_pattern(42), TypeError,
           r"^pattern must be a str, not int$", "compile_pattern"),
     # -- Client(...) and its options --------------------------------------------------------
