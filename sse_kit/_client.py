@@ -147,9 +147,7 @@ class Client:
         surrogate, or *buffer* is smaller than 1.
     """
 
-    # Slots: the fan-out touches a few fields of every client per delivery, and
-    # a compact object is fewer cache lines (and less memory per idle stream).
-    # The five the fast path touches come first, so they share one cache line.
+    # Slots: less memory per idle stream (docs/benchmarks.md, RSS/stream).
     __slots__ = (
         "__weakref__", "_buffer", "_bytes", "_end", "_frames", "_id", "_json_default", "_lock",
         "_max_bytes", "_max_event_size", "_metadata", "_policy", "_probe", "_session_id",
