@@ -15,13 +15,12 @@ itself, a NAT in front of a broken client) is answered ``429`` with a
 from __future__ import annotations
 
 import collections
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from ._options import check_int
+from ._options import check_callable, check_int, check_number, value_error
 
 __all__ = ["RateLimit", "remote_addr"]
 
@@ -62,8 +61,8 @@ class RateLimit:
     :param max_keys: the most sources remembered; beyond it the source idle
         longest is forgotten (its bucket starts full again).
     :param clock: seconds, monotonic (for tests).
+    :raises TypeError: if an argument is of the wrong type; the message names it.
     :raises ValueError: if *rate*, *burst* or *max_keys* is out of range.
-    :raises TypeError: if *key* or *clock* is not callable.
     """
 
     def __init__(
@@ -75,18 +74,13 @@ class RateLimit:
         max_keys: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
-            0 < rate < math.inf
-        ):
-            raise ValueError(f"rate must be a finite number of requests per second > 0, "
-                             f"got {rate!r}")
+        check_number("rate", rate, 0)
+        if not rate > 0:
+            raise value_error("rate", "a finite number > 0", rate)
         check_int("burst", burst, 1)
         check_int("max_keys", max_keys, 1)
-        if key is not None and not callable(key):
-            raise TypeError(f"key must be a callable (environ) -> str | None, not "
-                            f"{type(key).__name__}")
-        if not callable(clock):
-            raise TypeError(f"clock must be callable, not {type(clock).__name__}")
+        check_callable("key", key, optional=True, what="a callable (environ) -> str | None")
+        check_callable("clock", clock)
         self.rate = float(rate)
         self.burst = burst
         self.key: Key = remote_addr if key is None else key

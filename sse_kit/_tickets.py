@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Final
 from itsdangerous import BadData, URLSafeSerializer
 
 from ._exceptions import InvalidTicket
-from ._options import check_int, check_seconds
+from ._options import (
+    check_callable,
+    check_int,
+    check_seconds,
+    check_str,
+    type_error,
+    value_error,
+)
 
 if TYPE_CHECKING:
     from ._backplane import ClaimingBackplane
@@ -57,19 +64,18 @@ def epoch_of(name: str, value: object) -> float | None:
     """*value* (a timezone-aware :class:`~datetime.datetime`, or seconds since
     the epoch) as seconds since the epoch; ``None`` stays ``None``.
 
-    :raises TypeError: for another type. :raises ValueError: for a naive
-        datetime or a number that is not finite."""
+    :raises TypeError: for another type.
+    :raises ValueError: for a naive datetime or a number that is not finite."""
     if value is None:
         return None
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+            raise value_error(name, "a timezone-aware datetime", value)
         return value.timestamp()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a datetime or seconds since the epoch, "
-                        f"not {type(value).__name__}")
+        raise type_error(name, "a datetime or seconds since the epoch", value)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise value_error(name, "finite", value)
     return float(value)
 
 
@@ -97,7 +103,7 @@ class StreamTickets:
         backplane is given to :meth:`redeem` (each for about *ttl* seconds);
         beyond it redemptions are refused (``503``), never let through twice.
     :param clock: seconds since the epoch (for tests).
-    :raises TypeError: if *secret* is not ``str``/``bytes`` or *clock* is not callable.
+    :raises TypeError: if an argument is of the wrong type; the message names it.
     :raises ValueError: if *secret* is empty, or *ttl* or *max_spent* is out of range.
     """
 
@@ -111,13 +117,12 @@ class StreamTickets:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(secret, (str, bytes)):
-            raise TypeError(f"secret must be a str or bytes, not {type(secret).__name__}")
+            raise type_error("secret", "a str or bytes", secret)
         if not secret:
-            raise ValueError("secret must not be empty: pass the application's secret key")
+            raise value_error("secret", "the application's secret key, not empty", secret)
         check_seconds("ttl", ttl)
         check_int("max_spent", max_spent, 1)
-        if not callable(clock):
-            raise TypeError(f"clock must be callable, not {type(clock).__name__}")
+        check_callable("clock", clock)
         self.ttl = float(ttl)
         self.max_spent = max_spent
         self._clock = clock
@@ -140,10 +145,7 @@ class StreamTickets:
             the wrong type.
         :raises ValueError: if *client_id* is empty.
         """
-        if not isinstance(client_id, str):
-            raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
-        if not client_id:
-            raise ValueError("client_id must not be empty")
+        check_str("client_id", client_id)
         identity_end = epoch_of("expires_at", expires_at)
         payload = [client_id, secrets.token_urlsafe(12), round(self._clock() + self.ttl, 3),
                    identity_end]

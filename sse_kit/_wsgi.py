@@ -29,6 +29,7 @@ from ._cors import CORSPolicy
 from ._exceptions import HubFull, HubNotRunning
 from ._history import MAX_EVENT_ID_LENGTH
 from ._hub import Hub
+from ._options import check_type, type_error
 from ._ratelimit import RateLimit
 from ._refusal import note_refusal, refuse, with_cors
 from ._socket import guard, peer_probe
@@ -183,7 +184,8 @@ def serve_sse(
     refusal = check_expiry(hub, environ, identity_end, cors)
     if refusal is not None:
         return refusal
-    assert client_id is not None
+    if client_id is None:  # neither it nor tickets: as Client says of any other non-str
+        raise type_error("client id", "a str", client_id)
     client = make_client(hub, environ, client_id, *options, metadata=metadata,
                          session_id=session_id, user_id=user_id, last_event_id=last_event_id)
     return open_stream(hub, environ, client, cors, expires_at=identity_end)
@@ -191,17 +193,10 @@ def serve_sse(
 
 def _check_types(client_id: object, tickets: object, rate_limit: object) -> None:
     """serve_sse's identity and limit arguments are of the types it takes."""
-    if tickets is not None:
-        if not isinstance(tickets, StreamTickets):
-            raise TypeError(
-                f"tickets must be a sse_kit.StreamTickets, not {type(tickets).__name__}")
-        if client_id is not None:
-            raise TypeError("pass client_id or tickets, not both: the ticket names the client")
-    elif not isinstance(client_id, str):
-        raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
-    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
-        raise TypeError(
-            f"rate_limit must be a sse_kit.RateLimit, not {type(rate_limit).__name__}")
+    check_type("tickets", tickets, StreamTickets, optional=True)
+    check_type("rate_limit", rate_limit, RateLimit, optional=True)
+    if tickets is not None and client_id is not None:  # (a wrong client_id: Client says so)
+        raise TypeError("pass client_id or tickets, not both: the ticket names the client")
 
 
 def _environ_of(
@@ -209,18 +204,14 @@ def _environ_of(
 ) -> Mapping[str, Any]:
     """The WSGI environ of *request_or_environ*, once serve_sse's arguments are
     of the types it takes."""
-    if not isinstance(hub, Hub):
-        raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
-    if cors is not None and not isinstance(cors, CORSPolicy):
-        raise TypeError(f"cors must be a sse_kit.CORSPolicy, not {type(cors).__name__}")
+    check_type("hub", hub, Hub)
+    check_type("cors", cors, CORSPolicy, optional=True)
     if isinstance(request_or_environ, Request):
         return request_or_environ.environ
     if isinstance(request_or_environ, Mapping):
         return request_or_environ
-    raise TypeError(
-        "request_or_environ must be a werkzeug Request or a WSGI environ, not "
-        f"{type(request_or_environ).__name__}"
-    )
+    raise type_error("request_or_environ", "a werkzeug Request or a WSGI environ",
+                     request_or_environ)
 
 
 def make_client(

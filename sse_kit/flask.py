@@ -37,6 +37,7 @@ from werkzeug.wrappers import Response
 from ._admission import check_expiry, limit_rate, redeem_ticket
 from ._cors import CORSPolicy
 from ._hub import Hub
+from ._options import check_callable, check_type, value_error
 from ._ratelimit import RateLimit
 from ._refusal import refuse, with_cors
 from ._tickets import StreamTickets, epoch_of
@@ -102,59 +103,49 @@ def create_blueprint(
     tickets: StreamTickets | None = None,
     rate_limit: RateLimit | None = None,
 ) -> Blueprint:
-    """A blueprint whose ``GET /`` streams the events of one client, and whose
-    ``GET /sse_kit.js`` serves the browser helper.
+    """A blueprint: ``GET /`` streams one client's events; ``GET /sse_kit.js``, the helper.
 
-    A request goes through, in order: the method, ``Accept`` and (with CORS)
-    ``Origin`` checks; *rate_limit*; *authorize*; *client_id*; the hub's
-    limits. The first that refuses answers with a one-line ``text/plain``
-    reason and no stream. With *tickets*, *authorize* and *client_id* run on
-    ``GET /ticket`` instead, and the stream request is admitted by its ticket.
+    A request meets, in order: the method, ``Accept`` and ``Origin`` checks, *rate_limit*,
+    *authorize*, *client_id*, the hub's limits; the first that refuses answers a one-line
+    reason. With *tickets*, *authorize* and *client_id* run on ``GET /ticket`` instead,
+    and the stream request is admitted by its ticket.
 
     :param hub: the hub to register clients with.
-    :param client_id: ``(request) -> str``: the connection's client ID, derived
-        from your session or auth (never from what the browser sends). The
-        default gives each connection a random ID under ``anon:``.
-    :param metadata: a mapping, or ``(request) -> mapping``, attached to each
-        client and sent in its ``connected`` event.
-    :param name: the blueprint's name (endpoints are ``<name>.stream``,
-        ``<name>.script``, ``<name>.ticket`` and ``<name>.metrics``).
-    :param authorize: ``(request) -> bool | str | datetime``, called before
-        *client_id*: ``True`` opens the stream; an aware ``datetime`` opens it
-        until then (the expiry of the session or token that authorized it: the
-        stream ends at that moment, and the browser comes back through
-        *authorize* and resumes); ``False`` answers ``403 forbidden``; a ``str``
-        answers ``403`` with that reason. To answer ``401`` (no identity at
-        all), raise :class:`werkzeug.exceptions.Unauthorized`, e.g. ``abort(401,
-        "log in first")``; any :class:`~werkzeug.exceptions.HTTPException` raised
-        by *authorize* or *client_id* becomes a one-line answer with its status.
+    :param client_id: ``(request) -> str``: the connection's client ID, from your session
+        or auth (never from what the browser sends); the default: random, under ``anon:``.
+    :param metadata: a mapping, or ``(request) -> mapping``, for each client's
+        ``connected`` event.
+    :param name: the blueprint's name (endpoints ``<name>.stream``, ``.script``,
+        ``.ticket``, ``.metrics``).
+    :param authorize: ``(request) -> bool | str | datetime``, called before *client_id*:
+        ``True`` opens the stream; an aware ``datetime`` opens it until then (the
+        session's or token's expiry: the stream ends then, and the browser comes back
+        through *authorize* and resumes); ``False`` answers ``403 forbidden``, a ``str``
+        ``403`` with that reason. An :class:`~werkzeug.exceptions.HTTPException` either
+        raises (``abort(401, "log in first")``) becomes a one-line answer with its status.
     :param cors_origins: the exact origins (``"https://app.example.com"``) whose
         pages may read the stream; ``None`` (default) sends no CORS header.
-    :param cors_credentials: let those pages send cookies
-        (``Access-Control-Allow-Credentials: true``).
+    :param cors_credentials: let those pages send cookies (``...-Allow-Credentials``).
     :param cors_max_age: seconds a browser may cache a preflight answer.
-    :param metrics: also serve ``GET /metrics``, the hub's metrics in the
-        Prometheus text format (needs ``pip install 'sse_kit[prometheus]'``).
-        It is open to whoever reaches the route: mount it where only your
-        scraper does, or wrap it in your auth.
+    :param metrics: also serve ``GET /metrics``, the hub's metrics for Prometheus
+        (needs ``pip install 'sse_kit[prometheus]'``), open to whoever reaches the
+        route: mount it where only your scraper does, or wrap it in your auth.
     :param tickets: authenticate streams by ticket (:class:`sse_kit.StreamTickets`):
-        ``GET /ticket`` runs *authorize* and *client_id* (your session cookie)
-        and answers ``{"ticket": ..., "expires_in": seconds}`` (``no-store``);
-        ``GET /?ticket=...`` opens the ticket's stream once (``401`` otherwise);
-        *metadata*, if a callable, still runs on the stream request.
-        ``sse_kit.js``'s ``ticket`` option fetches one before each connect.
-    :param rate_limit: a :class:`sse_kit.RateLimit` on how often one source may
-        open a stream (``429`` with ``Retry-After`` beyond it).
-    :raises TypeError: if *hub* is not a Hub, or *client_id*, *authorize*,
-        *metadata*, *tickets* or *rate_limit* has the wrong type.
-    :raises ValueError: if a CORS option is invalid, or *cors_credentials* is
-        set without *cors_origins*.
+        ``GET /ticket`` runs *authorize* and *client_id* (your session) and answers
+        ``{"ticket": ..., "expires_in": seconds}`` (``no-store``); ``GET /?ticket=...``
+        opens the ticket's stream once (``401`` otherwise); a *metadata* callable
+        still runs on the stream request. ``sse_kit.js``'s ``ticket`` option fetches one.
+    :param rate_limit: a :class:`sse_kit.RateLimit` on how often one source may open a
+        stream (``429`` with ``Retry-After`` beyond it).
+    :raises TypeError: if an argument is of the wrong type; the message names it.
+    :raises ValueError: if a CORS option is invalid, or *cors_credentials* is set
+        without *cors_origins*.
     :raises ImportError: if *metrics* is true and prometheus_client is missing.
     """
     cors = _checked_options(hub, client_id, metadata, authorize, cors_origins,
                             cors_credentials, cors_max_age)
-    _check_instance("tickets", tickets, StreamTickets)
-    _check_instance("rate_limit", rate_limit, RateLimit)
+    check_type("tickets", tickets, StreamTickets, optional=True)
+    check_type("rate_limit", rate_limit, RateLimit, optional=True)
     bp = Blueprint(name, __name__)
     bp.record_once(functools.partial(_remember, hub))
     gate = _Gate(hub, cors, client_id, authorize)
@@ -168,11 +159,6 @@ def create_blueprint(
     return bp
 
 
-def _check_instance(name: str, value: object, kind: type) -> None:
-    if value is not None and not isinstance(value, kind):
-        raise TypeError(f"{name} must be a sse_kit.{kind.__name__}, not {type(value).__name__}")
-
-
 def _checked_options(
     hub: object,
     client_id: object,
@@ -183,18 +169,18 @@ def _checked_options(
     cors_max_age: int,
 ) -> CORSPolicy | None:
     """create_blueprint's arguments checked; the CORS policy they make, if any."""
-    if not isinstance(hub, Hub):
-        raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
-    if not callable(client_id):
-        raise TypeError("client_id must be a callable (request) -> str")
-    if metadata is not None and not (callable(metadata) or isinstance(metadata, Mapping)):
-        raise TypeError("metadata must be a mapping or a callable (request) -> mapping")
-    if authorize is not None and not callable(authorize):
-        raise TypeError("authorize must be a callable (request) -> bool | str | datetime")
+    check_type("hub", hub, Hub)
+    check_callable("client_id", client_id, what="a callable (request) -> str")
+    if not isinstance(metadata, Mapping):
+        check_callable("metadata", metadata, optional=True,
+                       what="a mapping or a callable (request) -> mapping")
+    check_callable("authorize", authorize, optional=True,
+                   what="a callable (request) -> bool | str | datetime")
     if cors_origins is not None:
         return CORSPolicy(cors_origins, credentials=cors_credentials, max_age=cors_max_age)
+    check_type("cors_credentials", cors_credentials, bool)
     if cors_credentials:
-        raise ValueError("cors_credentials=True needs cors_origins")
+        raise value_error("cors_credentials", "False without cors_origins", cors_credentials)
     return None
 
 

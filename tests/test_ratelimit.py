@@ -96,23 +96,6 @@ def test_a_key_callable_chooses_the_source_and_none_exempts() -> None:
     assert remote_addr({}) is None
 
 
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"rate": 0}, ValueError, "rate must be a finite number"),
-    ({"rate": float("inf")}, ValueError, "rate must be a finite number"),
-    ({"rate": True}, ValueError, "rate must be a finite number"),
-    ({"burst": 0}, ValueError, "burst must be an int >= 1"),
-    ({"burst": 1.5}, ValueError, "burst must be an int >= 1"),
-    ({"max_keys": 0}, ValueError, "max_keys must be an int >= 1"),
-    ({"key": "REMOTE_ADDR"}, TypeError, "key must be a callable"),
-    ({"clock": 1}, TypeError, "clock must be callable"),
-])
-def test_the_constructor_names_the_bad_argument(
-    kwargs: dict[str, Any], error: type, match: str
-) -> None:
-    with pytest.raises(error, match=match):
-        RateLimit(**kwargs)
-
-
 def test_serve_sse_answers_429_with_retry_after_before_anything_else(hub: Hub) -> None:
     limit = RateLimit(0.1, burst=1, clock=Clock())
     first = serve_sse(hub, request_from("10.0.0.1"), "user:1", rate_limit=limit)
@@ -127,8 +110,6 @@ def test_serve_sse_answers_429_with_retry_after_before_anything_else(hub: Hub) -
     assert other.status_code == 200
     other.close()
     assert hub.stats()["rate_limited"] == 1
-    with pytest.raises(TypeError, match="rate_limit must be a sse_kit"):
-        serve_sse(hub, environ(), "user:1", rate_limit=5)  # type: ignore[arg-type]
 
 
 def test_the_blueprint_limits_before_authorize_runs(hub: Hub) -> None:
@@ -149,8 +130,6 @@ def test_the_blueprint_limits_before_authorize_runs(hub: Hub) -> None:
     refused = client.get("/events/", environ_base={"REMOTE_ADDR": "10.0.0.1"})
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
     assert calls == ["10.0.0.1"]
-    with pytest.raises(TypeError, match="rate_limit must be a sse_kit"):
-        create_blueprint(hub, rate_limit=1.0)  # type: ignore[arg-type]
 
 
 def test_behind_a_proxy_with_the_default_key_it_warns_once(

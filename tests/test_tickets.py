@@ -139,34 +139,6 @@ def test_a_ticket_whose_identity_expired_is_refused() -> None:
         tickets.redeem(ticket)
 
 
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"client_id": 7}, TypeError, "client_id must be a str"),
-    ({"client_id": ""}, ValueError, "client_id must not be empty"),
-    ({"client_id": "c", "expires_at": "tomorrow"}, TypeError, "expires_at must be a datetime"),
-    ({"client_id": "c", "expires_at": datetime(2030, 1, 1)}, ValueError, "timezone-aware"),
-    ({"client_id": "c", "expires_at": float("inf")}, ValueError, "expires_at must be finite"),
-    ({"client_id": "c", "expires_at": True}, TypeError, "expires_at must be a datetime"),
-])
-def test_mint_names_the_bad_argument(kwargs: dict[str, Any], error: type, match: str) -> None:
-    cid = kwargs.pop("client_id")
-    with pytest.raises(error, match=match):
-        StreamTickets(SECRET).mint(cid, **kwargs)
-
-
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"secret": 1}, TypeError, "secret must be a str or bytes"),
-    ({"secret": ""}, ValueError, "secret must not be empty"),
-    ({"secret": "s", "ttl": 0}, ValueError, "ttl must be a number of seconds > 0"),
-    ({"secret": "s", "max_spent": 0}, ValueError, "max_spent must be an int >= 1"),
-    ({"secret": "s", "clock": 3}, TypeError, "clock must be callable"),
-])
-def test_the_constructor_names_the_bad_argument(
-    kwargs: dict[str, Any], error: type, match: str
-) -> None:
-    with pytest.raises(error, match=match):
-        StreamTickets(**kwargs)
-
-
 def test_bytes_secrets_work() -> None:
     tickets = StreamTickets(b"\x00\xffkey")
     assert tickets.redeem(tickets.mint("c")).client_id == "c"
@@ -282,23 +254,6 @@ def test_serve_sse_answers_a_bad_ticket_with_401_and_one_line(
     assert hub.stats()["tickets_refused"] == 1
     if ticket:
         assert ticket not in caplog.text
-
-
-def test_serve_sse_takes_client_id_or_tickets_not_both(hub: Hub) -> None:
-    tickets = StreamTickets(SECRET)
-    with pytest.raises(TypeError, match="client_id or tickets, not both"):
-        serve_sse(hub, environ(), "user:1", tickets=tickets)
-    with pytest.raises(TypeError, match="tickets must be a sse_kit"):
-        serve_sse(hub, environ(), tickets="secret")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="client_id must be a str"):
-        serve_sse(hub, environ())
-
-
-def test_serve_sse_names_a_bad_expiry(hub: Hub) -> None:
-    with pytest.raises(TypeError, match="expires_at must be a datetime"):
-        serve_sse(hub, environ(), "user:1", expires_at="soon")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="timezone-aware"):
-        serve_sse(hub, environ(), "user:1", expires_at=datetime(2030, 1, 1))
 
 
 def test_a_tickets_stream_ends_at_its_identity_expiry_and_says_come_back(hub: Hub) -> None:
@@ -435,9 +390,7 @@ def test_the_ticket_route_carries_cors_headers(hub: Hub) -> None:
     assert answer.headers["Access-Control-Allow-Credentials"] == "true"
 
 
-def test_no_ticket_route_without_tickets_and_bad_tickets_type(hub: Hub) -> None:
+def test_no_ticket_route_without_tickets(hub: Hub) -> None:
     app = Flask(__name__)
     app.register_blueprint(create_blueprint(hub), url_prefix="/events")
     assert app.test_client().get("/events/ticket").status_code == 404
-    with pytest.raises(TypeError, match="tickets must be a sse_kit"):
-        create_blueprint(hub, tickets=SECRET)  # type: ignore[arg-type]
