@@ -34,13 +34,17 @@ from ._event import (
 from ._exceptions import (
     BackplaneUnavailable,
     EventTooLarge,
+    HubAlreadyRunning,
     HubFull,
     HubNotRunning,
     InvalidPattern,
+    InvalidTicket,
     SSEKitError,
 )
 from ._hub import Hub
+from ._ratelimit import RateLimit
 from ._receipt import Receipt
+from ._tickets import Identity, StreamTickets
 from ._wsgi import serve_sse
 
 __version__ = "0.1.0"
@@ -67,11 +71,16 @@ __all__ = [
     "EventTooLarge",
     "Health",
     "Hub",
+    "HubAlreadyRunning",
     "HubFull",
     "HubNotRunning",
+    "Identity",
     "InvalidPattern",
+    "InvalidTicket",
+    "RateLimit",
     "Receipt",
     "SSEKitError",
+    "StreamTickets",
     "__version__",
     "serve_sse",
     "with_metadata",

@@ -52,6 +52,7 @@ from ._cluster import Roster
 from ._exceptions import BackplaneUnavailable
 from ._history import RESET_LOST, RESET_UNAVAILABLE, RESET_UNKNOWN, StreamKey
 from ._history import parse_stream_id as _parse_id
+from ._options import check_callable, check_int, check_number, check_str, value_error
 from ._patterns import validate_pattern
 from ._redis_replies import (
     ACTION,
@@ -85,13 +86,6 @@ _BACKOFF_BASE: Final = 0.05
 Connect = Callable[..., Any]
 
 
-def _check_number(name: str, value: object, minimum: float, integer: bool = False) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
-        what = "an int" if integer else "a number"
-        raise ValueError(f"{name} must be {what} >= {minimum:g}, got {value!r}")
-
-
 class RedisBackplane:
     """Carry broadcasts through a Redis stream so that every hub following it
     delivers them (``Hub(backplane=RedisBackplane(url))``); also a
@@ -111,7 +105,8 @@ class RedisBackplane:
         stop within this.
     :param count: most entries the reader takes per read (a burst comes in batches).
     :param reconnect_max: the longest wait, in seconds, between two reconnect attempts.
-    :raises ValueError: if an argument is out of range.
+    :raises TypeError: if an argument is of the wrong type; the message names it.
+    :raises ValueError: if an argument is out of range; the message names it.
     """
 
     def __init__(
@@ -127,16 +122,15 @@ class RedisBackplane:
     ) -> None:
         if isinstance(url, str):
             if url.partition("://")[0] not in ("redis", "rediss", "unix"):
-                raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
-        elif not callable(url):
-            raise ValueError(f"url must be a Redis URL or a connect callable, got {url!r}")
-        if not isinstance(stream, str) or not stream:
-            raise ValueError(f"stream must be a non-empty str, got {stream!r}")
-        _check_number("maxlen", maxlen, 1, integer=True)
-        _check_number("timeout", timeout, 0.001)
-        _check_number("block", block, 0.001)
-        _check_number("count", count, 1, integer=True)
-        _check_number("reconnect_max", reconnect_max, 0.001)
+                raise value_error("url", "a redis://, rediss:// or unix:// URL", url)
+        else:
+            check_callable("url", url, what="a Redis URL or a connect callable")
+        check_str("stream", stream)
+        check_int("maxlen", maxlen, 1)
+        check_number("timeout", timeout, 0.001, unit="seconds")
+        check_number("block", block, 0.001, unit="seconds")
+        check_int("count", count, 1)
+        check_number("reconnect_max", reconnect_max, 0.001, unit="seconds")
         self.url = url
         self.stream = stream
         self.maxlen = maxlen
@@ -307,6 +301,19 @@ class RedisBackplane:
         return client.xadd(self.stream, fields,
                            maxlen=self.maxlen, approximate=True, nomkstream=True)
 
+    def claim_once(self, name: str, ttl: float) -> bool:
+        """Claim *name* for *ttl* seconds: ``SET <stream>:once:<name> 1 NX PX``.
+
+        :returns: ``True`` for the first claim, ``False`` while that one stands.
+        :raises BackplaneUnavailable: if Redis cannot be reached in time.
+        """
+        key = f"{self.stream}:once:{name}"  # beside the stream: one hash slot with a hash tag
+        try:
+            return bool(self._publisher().set(key, b"1", nx=True, px=max(1, round(ttl * 1000))))
+        except (redis.RedisError, OSError, ValueError) as exc:
+            self._lost(exc)
+            raise self._unavailable(exc) from exc
+
     # -- reading ---------------------------------------------------------------
 
     def replay(self, after: str) -> Replay:
@@ -412,6 +419,19 @@ class _Reader:
             self._client = None
         self._check = True
 
+    def _read_checked(self, client: Any, last: StreamKey | None) -> tuple[Info, object]:
+        """The stream's state and the next batch after *last*, atomically (MULTI)."""
+        bp = self._bp
+        pipe = client.pipeline(transaction=True)
+        pipe.xinfo_stream(bp.stream)
+        if last is not None:
+            pipe.xread({bp.stream: format_id(last)}, count=bp.count)
+        info_reply, *rest = pipe.execute(raise_on_error=False)
+        for result in rest:
+            if isinstance(result, Exception):
+                raise result
+        return info_of(info_reply), (rest[0] if rest else None)
+
     def _step(self) -> None:
         """Read once: the stream's state when needed, and the next batch."""
         bp, feed, last = self._bp, self._feed, self._last
@@ -422,17 +442,7 @@ class _Reader:
         info: Info = None
         checked = last is None or self._check
         if checked:
-            # The stream's state and the next batch, atomically (MULTI).
-            pipe = client.pipeline(transaction=True)
-            pipe.xinfo_stream(bp.stream)
-            if last is not None:
-                pipe.xread({bp.stream: format_id(last)}, count=bp.count)
-            info_reply, *rest = pipe.execute(raise_on_error=False)
-            for result in rest:
-                if isinstance(result, Exception):
-                    raise result
-            reply = rest[0] if rest else None
-            info = info_of(info_reply)
+            info, reply = self._read_checked(client, last)
         else:
             assert last is not None
             reply = client.xread({bp.stream: format_id(last)}, count=bp.count,
