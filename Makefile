@@ -118,6 +118,7 @@ distclean: clean
 MINUTES ?= 10
 
 soak: $(STAMP)
+	$(BIN)/python -m pip install -q matplotlib  # docs/reliability.png; not a package dependency
 	ulimit -n $$(ulimit -Hn); $(BIN)/python -m bench.chaos --minutes $(MINUTES)
 
 # About a minute: 200 streams, each fault once (the worker class and no Redis).

@@ -125,9 +125,10 @@ def render(results: list[Result], plan: Plan, conditions: Conditions, png: str |
               " workers; threads: the busiest worker); the series is in"
               " `bench/out/chaos-usage.csv`."]
     if not png:
-        lines += [" matplotlib is not installed in the bench venv, so no PNG was drawn: `pip"
-                  " install matplotlib` there and run `python -m bench.chaos --plot"
-                  " bench/out/chaos-usage.csv` (draws `docs/reliability.png` from the CSV)."]
+        lines += [" matplotlib is not installed in this venv (`make soak` installs it), so no"
+                  " PNG was drawn: `pip install matplotlib` there and run `python -m bench.chaos"
+                  " --plot bench/out/chaos-usage.csv` (draws `docs/reliability.png` from the"
+                  " CSV)."]
     lines.append("")
     return "\n".join(lines)
 
