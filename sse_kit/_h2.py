@@ -83,6 +83,8 @@ _READ_SIZE: Final = 65536
 # Bytes handed to one send(): after a TLS "want write", the same bytes (or
 # more) are offered again, as OpenSSL asks.
 _WRITE_SIZE: Final = 65536
+# Seconds a closing connection reads what the peer still sends after GOAWAY.
+_CLOSE_LINGER: Final = 1.0
 # Headers a HTTP/2 response must not carry (RFC 9113 section 8.2.2).
 _CONNECTION_HEADERS: Final = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"})
@@ -189,6 +191,7 @@ class H2Session:
         self._idle_since: float | None = time.monotonic()
         self._events = EventStreams(self)
         self._drain_deadline: float | None = None
+        self._goaway_sent = False
         # Any thread: event streams to look at (new or ending), and the wake-up.
         self._posted: collections.deque[H2Sink] = collections.deque()
         self._draining = False
@@ -485,6 +488,7 @@ class H2Session:
                 self._h2.close_connection(last_stream_id=self._highest)
             self._outbuf += self._h2.data_to_send()
             self.closed = True
+        self._goaway_sent = True
         deadline = time.monotonic() + 1.0
         with selectors.DefaultSelector() as waiter:
             waiter.register(self._sock, selectors.EVENT_WRITE)
@@ -645,11 +649,26 @@ class H2Session:
         while self._posted:
             self._events.look_at(self._posted.popleft())
         self._events.close_all()
-        with contextlib.suppress(OSError):
-            self._sock.close()
+        _close_socket(self._sock, graceful=self._goaway_sent)
         self._wake_r.close()
         self._wake_w.close()
         self._on_close(self)
+
+
+def _close_socket(sock: socket.socket, graceful: bool) -> None:
+    """Close *sock*; after a GOAWAY, half-close first and read what the peer
+    still sends (briefly), so the kernel does not answer unread bytes with a
+    reset that would destroy the GOAWAY in flight (as gunicorn's close_graceful)."""
+    with contextlib.suppress(OSError, ValueError):
+        if graceful:
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + _CLOSE_LINGER
+            while (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                if not sock.recv(_READ_SIZE):
+                    break
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,222 @@
+"""HTTP/2 served by sse_kit's worker class: many event streams and ordinary
+requests on ONE connection, flow control, resume, SIGTERM, cleartext HTTP/2.
+
+Real gunicorn (``-k sse_kit.gunicorn.ThreadWorker --http-protocols h2,h1``,
+TLS with a certificate the test makes), real clients: httpx with
+``http2=True``, and where a test needs to stop reading one stream or to see
+RST_STREAM and GOAWAY, a client built on the ``h2`` package's state machine
+(tests.live._h2client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests._decoder import decode
+from tests._live import GunicornServer, wait_for
+from tests.live._h2client import H2Client
+from tests.live._helpers import APP, WORKER_CLASS, Start
+
+pytestmark = pytest.mark.live
+
+STREAM = {"Accept": "text/event-stream"}
+
+
+def serve_h2(gunicorn_server: Start, certificate: tuple[Path, Path], *, threads: int = 4,
+             extra: tuple[str, ...] = (), **env: str) -> GunicornServer:
+    """The test app under sse_kit's worker class, speaking HTTP/2 over TLS."""
+    cert, key = certificate
+    return gunicorn_server(APP, threads=threads, worker_class=WORKER_CLASS, health_path=None,
+                           graceful_timeout=20, env=env,
+                           extra_args=["--certfile", str(cert), "--keyfile", str(key),
+                                       "--http-protocols", "h2,h1", *extra])
+
+
+def https(server: GunicornServer) -> str:
+    return f"https://{server.host}:{server.port}"
+
+
+def h1_client(server: GunicornServer) -> httpx.Client:
+    """A separate HTTP/1.1 client, for publishing and reading stats beside the
+    connection under test."""
+    return httpx.Client(base_url=https(server), verify=False, timeout=20)
+
+
+def datas(body: bytes) -> list[str]:
+    return [e.data for e in decode(body) if e.event == "message"]
+
+
+def test_fifty_streams_and_a_hundred_requests_share_one_connection(
+    gunicorn_server: Start, certificate: tuple[Path, Path]
+) -> None:
+    # Four pool threads for 50 streams: streams on HTTP/2 hold none. Keep-alives
+    # every second: httpcore's HTTP/2 reader holds its connection's read lock
+    # while it waits on the socket, so with idle streams a response already read
+    # waits for traffic before its own request sees it (a client-side effect).
+    server = serve_h2(gunicorn_server, certificate, threads=4, SSE_KEEPALIVE="1")
+    n_streams, n_events, n_gets = 50, 20, 80
+    latencies: list[float] = []
+    bodies: dict[int, list[str]] = {}
+
+    async def scenario() -> set[str]:
+        limits = httpx.Limits(max_connections=1)  # ONE connection for everything
+        async with httpx.AsyncClient(base_url=https(server), http2=True, verify=False,
+                                     timeout=30, limits=limits) as client:
+            versions: set[str] = set()
+
+            async def stream(i: int) -> None:
+                bodies[i] = []
+                async with client.stream("GET", f"/events/?cid=h2:{i}", headers=STREAM) as r:
+                    versions.add(r.http_version)
+                    async for line in r.aiter_lines():
+                        if line.startswith("data: e"):
+                            bodies[i].append(line[6:])
+                            if line == f"data: e{n_events - 1}":
+                                return
+
+            async def ordinary(k: int) -> None:
+                started = time.perf_counter()
+                r = await client.get("/healthz")
+                latencies.append(time.perf_counter() - started)
+                assert r.status_code == 200 and r.text == "ok"
+                versions.add(r.http_version)
+
+            async def publisher() -> None:
+                for k in range(n_events):  # one after another: the order is known
+                    r = await client.post("/publish", json={"pattern": "h2:*", "data": f"e{k}"})
+                    assert r.status_code == 200
+                    versions.add(r.http_version)
+
+            streams = [asyncio.create_task(stream(i)) for i in range(n_streams)]
+            deadline = time.monotonic() + 30
+            while (await client.get("/stats")).json()["clients"] < n_streams:
+                assert time.monotonic() < deadline, "50 streams did not open"
+            gets = [asyncio.create_task(ordinary(k)) for k in range(n_gets)]
+            await asyncio.wait_for(asyncio.gather(publisher(), *gets), 60)
+            await asyncio.wait_for(asyncio.gather(*streams), 60)
+            stats: dict[str, Any] = (await client.get("/stats")).json()
+            assert stats["parked"] == 0 and stats["detached"] >= n_streams
+            return versions
+
+    versions = asyncio.run(scenario())
+    assert versions == {"HTTP/2"}
+    expected = [f"e{k}" for k in range(n_events)]
+    assert all(bodies[i] == expected for i in range(n_streams)), {
+        i: b for i, b in bodies.items() if b != expected}
+    p50, worst = statistics.median(latencies), max(latencies)
+    print(f"\nHTTP/2, {n_streams} streams open on one connection: {n_gets} GETs "
+          f"p50 {p50 * 1000:.1f} ms, max {worst * 1000:.1f} ms (httpx)")
+    assert worst < 10.0  # generous: the machine is shared; the figure is printed
+
+
+def test_a_stream_whose_reader_stops_is_cut_and_its_siblings_get_everything(
+    gunicorn_server: Start, certificate: tuple[Path, Path]
+) -> None:
+    server = serve_h2(gunicorn_server, certificate, SSE_SLOW="disconnect", SSE_BUFFER="4")
+    h2c = H2Client(server.host, server.port, window=512)
+    try:
+        stalled = h2c.get("/events/?cid=slow:stalled", accept="text/event-stream")
+        siblings = [h2c.get(f"/events/?cid=slow:{i}", accept="text/event-stream")
+                    for i in range(3)]
+        h2c.stalled.add(stalled)  # this reader never takes more than its first 512 bytes
+        h2c.widen(siblings, 1 << 20)  # its siblings read everything
+        h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in [stalled, *siblings]))
+        with h1_client(server) as other:
+            for k in range(30):
+                event = {"pattern": "slow:*", "data": f"{k:03d}" + "x" * 100}
+                assert other.post("/publish", json=event).status_code == 200
+            h2c.pump(lambda: stalled in h2c.reset and all(
+                datas(h2c.body[s])[-1:] == ["029" + "x" * 100] for s in siblings))
+            assert h2c.reset[stalled] == 0x8  # CANCEL: cut as a slow client
+            for s in siblings:
+                assert [d[:3] for d in datas(h2c.body[s])] == [f"{k:03d}" for k in range(30)]
+            assert other.get("/stats").json()["slow_disconnects"] == 1
+            assert not h2c.closed and h2c.goaway is None  # the connection lives on
+    finally:
+        h2c.close()
+    assert "cut slow client 'slow:stalled'" in server.log_text()
+
+
+def test_resume_over_http2_replays_what_was_missed(
+    gunicorn_server: Start, certificate: tuple[Path, Path]
+) -> None:
+    server = serve_h2(gunicorn_server, certificate)
+
+    def h2_client() -> httpx.Client:
+        return httpx.Client(base_url=https(server), http2=True, verify=False, timeout=20)
+
+    with h1_client(server) as other:
+        seen = []
+        # httpx does not reset a stream it stops reading: closing the client
+        # closes the connection, which ends the stream on the server.
+        with h2_client() as client, client.stream("GET", "/events/?cid=resume:1",
+                                                  headers=STREAM) as r:
+            assert r.http_version == "HTTP/2"
+            for line in r.iter_lines():
+                if line.startswith("id: "):
+                    seen.append(line[4:])
+                if line == "event: connected":
+                    for k in range(3):
+                        other.post("/publish", json={"pattern": "resume:*", "data": f"a{k}"})
+                if line == "data: a2":
+                    break
+        last_id = seen[-1]
+        wait_for(lambda: other.get("/stats").json()["clients"] == 0, message="the stream closed")
+        for k in range(2):
+            other.post("/publish", json={"pattern": "resume:*", "data": f"b{k}"})
+        got = []
+        with h2_client() as client, client.stream(
+                "GET", "/events/?cid=resume:1", headers={**STREAM, "Last-Event-ID": last_id}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: b"):
+                    got.append(line[6:])
+                if len(got) == 2:
+                    break
+        assert got == ["b0", "b1"]
+        assert other.get("/stats").json()["resumed"] == 1
+
+
+def test_sigterm_ends_every_stream_then_goaway_and_the_master_exits(
+    gunicorn_server: Start, certificate: tuple[Path, Path]
+) -> None:
+    server = serve_h2(gunicorn_server, certificate)
+    h2c = H2Client(server.host, server.port)
+    try:
+        streams = [h2c.get(f"/events/?cid=term:{i}", accept="text/event-stream")
+                   for i in range(5)]
+        h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in streams))
+        took = server.terminate(timeout=30)
+        h2c.pump(lambda: h2c.goaway is not None or h2c.closed, timeout=10)
+    finally:
+        h2c.close()
+    for s in streams:
+        assert s in h2c.ended and s not in h2c.reset  # a clean END_STREAM
+        # After the connected event's own retry: field, the shutdown's short hint.
+        assert b"retry: " in h2c.body[s].split(b"event: connected")[-1]
+    assert h2c.goaway is not None and h2c.goaway.error_code == 0
+    assert took < 15, f"the master took {took:.1f}s to exit"
+
+
+def test_cleartext_http2_with_prior_knowledge(gunicorn_server: Start) -> None:
+    server = gunicorn_server(APP, threads=2, worker_class=WORKER_CLASS, health_path=None,
+                             extra_args=["--http-protocols", "h2,h1",
+                                         "--http2-cleartext", "both"])
+    h2c = H2Client(server.host, server.port, tls=False)
+    try:
+        streams = [h2c.get(f"/events/?cid=h2c:{i}", accept="text/event-stream")
+                   for i in range(3)]
+        h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in streams))
+        ping = h2c.get("/healthz")
+        h2c.pump(lambda: ping in h2c.ended)
+        assert h2c.status[ping] == "200" and h2c.body[ping] == b"ok"
+        httpx.post(f"{server.url}/publish", json={"pattern": "h2c:*", "data": "hello"})
+        h2c.pump(lambda: all(datas(h2c.body[s]) == ["hello"] for s in streams))
+    finally:
+        h2c.close()
