@@ -57,11 +57,14 @@ SKIP: dict[str, dict[int, str]] = {
     "handrolled": {n: _THREADS.format(n=n, t=n + 50) for n in (10000, 19000)},
     "sse_kit_queue": {n: _THREADS.format(n=n, t=n + 50) + "; run at 1,000 only"
                       for n in (10000, 19000)},
+    "sse_kit_before": {n: _THREADS.format(n=n, t=n + 50) + "; run at 1,000 only"
+                       for n in (10000, 19000)},
 }
 # Systems run at some sizes and rates only: system -> streams -> (rates, must run).
 ONLY: dict[str, dict[int, tuple[list[float], set[float]]]] = {
     "sse_kit_hooks": {1000: ([10, 50], {10, 50}), 10000: ([5], {5})},
     "sse_kit_queue": {1000: ([10, 50], {10, 50})},
+    "sse_kit_before": {1000: ([10, 50], {10, 50})},
     "sse_kit_redis": {1000: ([10, 50, 100, 200, 400], {10, 50})},
     "sse_kit_slow": {1000: ([50], {50})},
 }
@@ -119,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or {"smoke": 2.0, "quick": 3.0, "full": 8.0}[kind]
     default_systems = (["sse_kit", "sse_kit_hooks", "handrolled"] if kind == "smoke" else
                        ["sse_kit", "sse_kit_slow", "sse_kit_hooks", "starlette", "flask_sse",
-                        "handrolled", "sse_kit_queue", "sse_kit_redis", "floor"])
+                        "handrolled", "sse_kit_queue", "sse_kit_before", "sse_kit_redis",
+                        "floor"])
     names = args.systems.split(",") if args.systems else default_systems
     out = args.out or (ROOT / "docs" / "benchmarks.md" if kind == "full" else OUT / f"{kind}.md")
 

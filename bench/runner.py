@@ -63,6 +63,9 @@ class Step:
     cut: int | None = None  # sse_kit: streams ended as too slow (slow_disconnects + write_timeouts)
     dropped: int | None = None  # sse_kit: (event, stream) pairs dropped (slow_client="drop")
     rss_growth_kib: float | None = None  # server RSS after the step minus before it
+    # CPU seconds of the server's busiest thread over the step (sse_kit: the hub
+    # thread, which writes every fan-out; the floor: its only thread)
+    fanout_cpu_s: float | None = None
 
     @property
     def offered(self) -> float:
@@ -81,6 +84,13 @@ class Step:
         return 1e6 * self.server_cpu_s / self.received if self.received else float("inf")
 
     @property
+    def fanout_us_per_delivery(self) -> float | None:
+        """CPU per delivery of the busiest thread alone (no HTTP around the fan-out)."""
+        if self.fanout_cpu_s is None or not self.received:
+            return None
+        return 1e6 * self.fanout_cpu_s / self.received
+
+    @property
     def valid(self) -> bool:
         return self.client_cpu_pct <= 100 * CLIENT_CPU_LIMIT
 
@@ -92,7 +102,7 @@ class Step:
         d = asdict(self)
         d.update(offered=self.offered, delivered_per_s=self.delivered_per_s,
                  delivered_ratio=self.delivered_ratio, us_per_delivery=self.us_per_delivery,
-                 valid=self.valid)
+                 fanout_us_per_delivery=self.fanout_us_per_delivery, valid=self.valid)
         return d
 
 
@@ -143,9 +153,10 @@ class Probe(threading.Thread):
     """GETs ``/ping`` every PROBE_EVERY seconds, each on a new connection, until stopped;
     records each answer's latency (a failed or non-200 answer counts as 5 s)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, path: str = "/ping") -> None:
         super().__init__(daemon=True)
         self.port = port
+        self.path = path
         self.latencies: list[float] = []
         self.answered = 0
         self._done = threading.Event()
@@ -155,7 +166,7 @@ class Probe(threading.Thread):
             t0 = time.perf_counter()
             conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
             try:
-                conn.request("GET", "/ping")
+                conn.request("GET", self.path)
                 response = conn.getresponse()
                 response.read()
                 ok = response.status == 200
@@ -279,7 +290,7 @@ def session(
             time.sleep(0.05)
             before = procs.usage(server.pids)
             wall0 = time.monotonic()
-            probe = Probe(server.port) if system.probe else None
+            probe = Probe(server.port, system.probe_path) if system.probe else None
             if probe is not None:
                 probe.start()
             try:
@@ -315,12 +326,15 @@ def session(
                 cut=_delta(counters0, counters1, "slow_disconnects", "write_timeouts"),
                 dropped=_delta(counters0, counters1, "dropped"),
                 rss_growth_kib=float(after.rss_kib - before.rss_kib),
+                fanout_cpu_s=after.busiest_thread_since(before),
             )  # fmt: skip
             steps.append(step)
             progress(
                 f"    {rate:>6g}/s x {streams}: {step.delivered_per_s:>9.0f} deliveries/s"
                 f" ({100 * step.delivered_ratio:.1f}%), p99 {step.p99_ms:.1f} ms,"
-                f" {step.us_per_delivery:.1f} us/delivery, server {step.server_cpu_pct:.0f}%"
+                f" {step.us_per_delivery:.1f} us/delivery"
+                f" ({step.fanout_us_per_delivery or 0:.1f} busiest thread),"
+                f" server {step.server_cpu_pct:.0f}%"
                 f" client {step.client_cpu_pct:.0f}%"
                 + ("" if step.fast_share is None else f" fast {100 * step.fast_share:.0f}%")
                 + ("" if step.probe_p99_ms is None else f" ping p99 {step.probe_p99_ms:.1f} ms")

@@ -17,6 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU = "0"  # taskset CPU list for the system under test (and its Redis)
 HOST = "127.0.0.1"
+# main before issue 11 (streams that hold no thread): its fast path (a parked
+# thread per stream, the hub writing to the socket) is what the worker class
+# must not be slower than, so `make bench` runs it from this commit, same run.
+BASELINE = "3ec4710"
 
 
 def free_port() -> int:
@@ -51,12 +55,16 @@ class System:
     packages: Sequence[str]  # modules it needs (a missing one skips the system)
     needs_redis: bool = False
     env: dict[str, str] = field(default_factory=dict)
-    probe: bool = False  # answers GET /ping, probed while a step publishes
+    probe: bool = False  # answers GET probe_path, probed while a step publishes
+    probe_path: str = "/ping"
+    # A commit of this repository to run instead of this checkout (its own
+    # sse_kit and bench apps), extracted with `git archive` under bench/out/.
+    commit: str | None = None
 
     @property
     def holds_thread_per_stream(self) -> bool:
         """Each open stream holds a worker thread (so threads = streams + 50)."""
-        return self.name in ("handrolled", "sse_kit_queue")
+        return self.name in ("handrolled", "sse_kit_queue", "sse_kit_before")
 
     def available(self) -> str | None:
         """None if it can run here, else why not."""
@@ -65,12 +73,29 @@ class System:
                 return f"{module} is not installed (make bench installs the peers)"
         if self.needs_redis and shutil.which("redis-server") is None:
             return "redis-server is not on PATH"
+        if self.commit is not None and subprocess.run(
+            ["git", "-C", str(ROOT), "cat-file", "-e", f"{self.commit}^{{commit}}"],
+            capture_output=True,
+        ).returncode != 0:
+            return f"commit {self.commit} is not in this checkout's history (a shallow clone?)"
         return None
+
+    def root(self) -> Path:
+        """The tree the system runs from: this checkout, or its commit extracted."""
+        if self.commit is None:
+            return ROOT
+        tree = ROOT / "bench" / "out" / f"tree-{self.commit}"
+        if not (tree / "sse_kit").is_dir():
+            tree.mkdir(parents=True, exist_ok=True)
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", self.commit],
+                                     check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        return tree
 
     def argv(self, port: int, streams: int) -> list[str]:
         threads = streams + 50 if self.holds_thread_per_stream else 8
         sse_kit_app = "bench.apps.sse_kit_app:create_app()"
-        if self.name in ("sse_kit_hooks", "sse_kit_queue"):
+        if self.name in ("sse_kit_hooks", "sse_kit_queue", "sse_kit_before"):
             return _gunicorn("gthread", sse_kit_app, port, streams,
                              "bench/apps/sse_kit_gunicorn.py", threads)
         if self.name.startswith("sse_kit"):  # the one-flag form: no config file
@@ -119,6 +144,15 @@ SYSTEMS = {
         System("handrolled", "hand-rolled Flask queue.Queue (gthread)", ["flask", "gunicorn"]),
         System("floor", "floor: a bare os.write loop, no server around it", []),
         System(
+            "sse_kit_before",
+            f"sse_kit before issue 11 ({BASELINE}: gthread + hooks, fast path, a parked "
+            "thread per stream)",
+            ["flask", "gunicorn", "sse_kit"],
+            probe=True,
+            probe_path="/count",  # it has no /ping; /count is as cheap
+            commit=BASELINE,
+        ),
+        System(
             "sse_kit_queue",
             "sse_kit, fast path off (gthread + hooks, a thread per stream)",
             ["flask", "gunicorn", "sse_kit"],
@@ -151,7 +185,8 @@ class Server:
         self.port = free_port()
         self.procs: list[subprocess.Popen[bytes]] = []
         self._log = log.open("ab")
-        env = {**os.environ, **system.env, "PYTHONPATH": str(ROOT)}
+        self.root = system.root()
+        env = {**os.environ, **system.env, "PYTHONPATH": str(self.root)}
         if system.needs_redis:
             redis_port = free_port()
             self.procs.append(self._spawn([
@@ -165,7 +200,7 @@ class Server:
 
     def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *argv], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+            ["taskset", "-c", SERVER_CPU, *argv], cwd=self.root, env=env, stdin=subprocess.DEVNULL,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 

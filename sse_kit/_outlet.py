@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import selectors
 import socket
@@ -85,6 +86,9 @@ MAX_SWEEP: Final = 1.0
 # A peer's bytes read (and discarded) per readable event: EventSource sends
 # nothing after its request, so anything else is drained, never buffered.
 _READ_SIZE: Final = 4096
+# Most buffers one sendmsg(2) takes (Linux's IOV_MAX): a longer tail is written
+# over several writable events.
+_IOV_MAX: Final = 1024
 _READ: Final = selectors.EVENT_READ
 _READ_WRITE: Final = selectors.EVENT_READ | selectors.EVENT_WRITE
 
@@ -108,7 +112,8 @@ class OwnedSocket:
     framed: Final = True
 
     __slots__ = (
-        "_outlet", "_policy", "_send", "_sock", "_tail", "_tail_events", "body_bytes", "client",
+        "_outlet", "_policy", "_send", "_sock", "_tail", "_tail_bytes", "_tail_events",
+        "body_bytes", "client",
         "closing_since", "events", "expires", "fd", "last_write", "max_bytes", "max_events",
         "opened", "peer_gone", "registered",
     )
@@ -134,7 +139,12 @@ class OwnedSocket:
         # No byte limit given (a hub always gives one): the tail is bounded by events.
         self.max_bytes = limits.max_bytes if limits.max_bytes is not None else 1 << 62
         self.max_events = limits.max_events
-        self._tail = bytearray()  # framed bytes the kernel has not taken yet
+        # The tail: framed chunks the kernel has not taken yet, oldest first,
+        # the first one possibly a view of what is left of it. The chunks are
+        # the hub's, shared by every stream of a fan-out, never copied here:
+        # a stalled stream costs a reference per chunk, not its bytes again.
+        self._tail: collections.deque[bytes | memoryview] = collections.deque()
+        self._tail_bytes = 0  # bytes in the tail (bounded by max_bytes)
         self._tail_events = 0
         self.last_write = time.monotonic()  # the first chunk was just written
         self.expires = expires
@@ -150,7 +160,7 @@ class OwnedSocket:
     @property
     def tail_size(self) -> int:
         """Bytes waiting for the socket to be writable."""
-        return len(self._tail)
+        return self._tail_bytes
 
     def send(self, chunk: bytes, events: int, may_cut: bool, now: float) -> int:
         """Write *chunk* (*events* events, framed) now, or keep it in the tail.
@@ -166,11 +176,12 @@ class OwnedSocket:
         """
         tail = self._tail
         if tail:
-            if len(tail) + len(chunk) > self.max_bytes or (
+            if self._tail_bytes + len(chunk) > self.max_bytes or (
                 self._tail_events + events > self.max_events
             ):
                 return DROPPED if self._policy == DROP or not may_cut else CUT
-            tail += chunk
+            tail.append(chunk)
+            self._tail_bytes += len(chunk)
             self._tail_events += events
             self.events += events
             self.body_bytes += len(chunk)
@@ -188,7 +199,8 @@ class OwnedSocket:
             self.last_write = now
         if sent == len(chunk):
             return WRITTEN
-        tail += chunk[sent:]
+        tail.append(memoryview(chunk)[sent:] if sent else chunk)
+        self._tail_bytes = len(chunk) - sent
         self._tail_events = events
         self._outlet.post(self)  # watch for writability
         return DEFERRED
@@ -197,10 +209,12 @@ class OwnedSocket:
         """Take over what the stream's outbox held when it detached, in order.
         Called with the client's lock held, before any other write."""
         if frames:
-            self._tail += frame_chunk(b"".join(frames))
+            chunk = frame_chunk(b"".join(frames))
+            self._tail.append(chunk)
+            self._tail_bytes = len(chunk)
             self._tail_events = len(frames)
             self.events += len(frames)
-            self.body_bytes += len(self._tail)
+            self.body_bytes += len(chunk)
 
     def flush(self) -> bool:
         """Write as much of the tail as the kernel takes; True when it is empty.
@@ -210,16 +224,27 @@ class OwnedSocket:
         if not tail:
             return True
         try:
-            sent = self._sock.send(tail)
+            if len(tail) == 1:
+                sent = self._sock.send(tail[0])
+            else:  # one write(2) for many chunks, none copied
+                sent = self._sock.sendmsg(itertools.islice(tail, _IOV_MAX))
         except BlockingIOError:
             return False
         except OSError:
             self.peer_gone = True
             tail.clear()
+            self._tail_bytes = 0
             return True
         if sent:
             self.last_write = time.monotonic()
-            del tail[:sent]
+            self._tail_bytes -= sent
+            while sent:
+                head = tail[0]
+                if sent < len(head):
+                    tail[0] = memoryview(head)[sent:]
+                    break
+                sent -= len(head)
+                tail.popleft()
         if tail:
             return False
         self._tail_events = 0
@@ -231,9 +256,10 @@ class OwnedSocket:
         client's lock held, once, by the outlet thread."""
         if self.peer_gone:
             return
-        if reason in COME_BACK:
-            self._tail += frame_chunk(encode_retry(shutdown_retry))
-        self._tail += LAST_CHUNK
+        end = frame_chunk(encode_retry(shutdown_retry)) if reason in COME_BACK else b""
+        end += LAST_CHUNK
+        self._tail.append(end)
+        self._tail_bytes += len(end)
 
     def post_end(self) -> None:
         """The stream is ending (the client's end is set): let the outlet thread

@@ -14,6 +14,7 @@ import logging
 import socket
 import struct
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -534,6 +535,33 @@ def test_under_drop_the_tail_stays_bounded_and_the_stream_recovers(
     received = conn.peer.data()[:-1]
     assert len(received) == len(sent) - hub.stats()["dropped"]
     assert received == [s for s in sent if s in set(received)]  # in order, with gaps
+
+
+def test_stalled_streams_share_the_fan_outs_chunks_instead_of_copying_them(
+    hubs: Callable[..., Hub], conns: Callable[..., Conn]
+) -> None:
+    # Ten streams that stopped reading, each tail full (64 KiB): what the
+    # outlet itself allocated for them is a reference and a view per chunk,
+    # far under one tail's bytes, because every tail holds the hub's chunks.
+    limit = 65536
+    hub = hubs(slow_client="drop", client_buffer_bytes=limit, write_timeout=None)
+    stalled = [conns(hub, f"s:{i}", **SLOW) for i in range(10)]
+    for conn in stalled:
+        conn.detach()
+    sinks = [conn.client._sink for conn in stalled]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        fill_until(hub, "s:*", lambda: hub.stats()["dropped"] >= 10 * 20)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(sink.tail_size for sink in sinks if sink is not None)
+    assert held > 5 * limit  # the tails are (nearly) full ...
+    outlet_file = tracemalloc.Filter(True, "*/sse_kit/_outlet.py")
+    grown = sum(stat.size_diff for stat in after.filter_traces([outlet_file]).compare_to(
+        before.filter_traces([outlet_file]), "filename"))
+    assert grown < limit // 4  # ... and the outlet copied none of their bytes
 
 
 def test_client_send_to_a_full_tail_refuses_without_cutting(
