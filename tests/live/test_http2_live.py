@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests._browser import Browser
 from tests._decoder import decode
 from tests._live import GunicornServer, wait_for
 from tests.live._h2client import H2Client
@@ -116,10 +118,11 @@ def test_fifty_streams_and_a_hundred_requests_share_one_connection(
     assert worst < 10.0  # generous: the machine is shared; the figure is printed
 
 
-def test_a_stream_whose_reader_stops_is_cut_and_its_siblings_get_everything(
-    gunicorn_server: Start, certificate: tuple[Path, Path]
+@pytest.mark.parametrize("policy", ["disconnect", "drop"])
+def test_a_stream_whose_reader_stops_is_cut_or_dropped_and_its_siblings_get_everything(
+    gunicorn_server: Start, certificate: tuple[Path, Path], policy: str
 ) -> None:
-    server = serve_h2(gunicorn_server, certificate, SSE_SLOW="disconnect", SSE_BUFFER="4")
+    server = serve_h2(gunicorn_server, certificate, SSE_SLOW=policy, SSE_BUFFER="4")
     h2c = H2Client(server.host, server.port, window=512)
     try:
         stalled = h2c.get("/events/?cid=slow:stalled", accept="text/event-stream")
@@ -128,20 +131,27 @@ def test_a_stream_whose_reader_stops_is_cut_and_its_siblings_get_everything(
         h2c.stalled.add(stalled)  # this reader never takes more than its first 512 bytes
         h2c.widen(siblings, 1 << 20)  # its siblings read everything
         h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in [stalled, *siblings]))
+        last = "029" + "x" * 100
         with h1_client(server) as other:
             for k in range(30):
                 event = {"pattern": "slow:*", "data": f"{k:03d}" + "x" * 100}
                 assert other.post("/publish", json=event).status_code == 200
-            h2c.pump(lambda: stalled in h2c.reset and all(
-                datas(h2c.body[s])[-1:] == ["029" + "x" * 100] for s in siblings))
-            assert h2c.reset[stalled] == 0x8  # CANCEL: cut as a slow client
+            h2c.pump(lambda: all(datas(h2c.body[s])[-1:] == [last] for s in siblings))
             for s in siblings:
                 assert [d[:3] for d in datas(h2c.body[s])] == [f"{k:03d}" for k in range(30)]
-            assert other.get("/stats").json()["slow_disconnects"] == 1
+            if policy == "disconnect":
+                h2c.pump(lambda: stalled in h2c.reset)
+                assert h2c.reset[stalled] == 0x8  # CANCEL: cut as a slow client
+                assert other.get("/stats").json()["slow_disconnects"] == 1
+            else:
+                wait_for(lambda: other.get("/stats").json()["dropped"] > 0,
+                         message="events dropped for the stalled stream")
+                assert stalled not in h2c.reset and other.get("/stats").json()["clients"] == 4
             assert not h2c.closed and h2c.goaway is None  # the connection lives on
     finally:
         h2c.close()
-    assert "cut slow client 'slow:stalled'" in server.log_text()
+    if policy == "disconnect":
+        assert "cut slow client 'slow:stalled'" in server.log_text()
 
 
 def test_resume_over_http2_replays_what_was_missed(
@@ -220,3 +230,40 @@ def test_cleartext_http2_with_prior_knowledge(gunicorn_server: Start) -> None:
         h2c.pump(lambda: all(datas(h2c.body[s]) == ["hello"] for s in streams))
     finally:
         h2c.close()
+
+
+@pytest.mark.browser
+def test_a_browser_opens_ten_event_sources_and_fetches_over_one_origin(
+    gunicorn_server: Start, certificate: tuple[Path, Path], browser: Callable[..., Browser]
+) -> None:
+    # Over HTTP/1.1 a browser opens at most six connections per origin: the
+    # seventh EventSource, and every fetch() after it, would wait.
+    server = serve_h2(gunicorn_server, certificate, threads=4)
+    page = browser(flags=["--ignore-certificate-errors"])
+    page.open(f"{https(server)}/healthz")
+    page.js("""
+        window.seen = {};
+        for (let i = 0; i < 10; i++) {
+            const source = new EventSource(`/events/?cid=tab:${i}`);
+            window.seen[i] = [];
+            source.addEventListener('connected', () => window.seen[i].push('connected'));
+            source.onmessage = (e) => window.seen[i].push(e.data);
+        }""")
+    page.wait_js("Object.values(window.seen).every((s) => s.includes('connected'))",
+                 timeout=30, what="10 EventSource streams connected")
+    page.js("""
+        window.fetched = [];
+        for (let k = 0; k < 10; k++) {
+            fetch('/healthz').then((r) => r.text()).then((t) => window.fetched.push(t));
+        }""")
+    page.wait_js("window.fetched.length === 10", timeout=30, what="10 fetch() answers")
+    assert page.js("return window.fetched") == ["ok"] * 10
+    with h1_client(server) as other:
+        assert other.get("/stats").json()["clients"] == 10
+        other.post("/publish", json={"pattern": "tab:*", "data": "hello"})
+    page.wait_js("Object.values(window.seen).every((s) => s.includes('hello'))",
+                 timeout=30, what="every stream got the event")
+    protocols = page.js("""return [
+        performance.getEntriesByType('navigation')[0].nextHopProtocol,
+        ...performance.getEntriesByType('resource').map((e) => e.nextHopProtocol)]""")
+    assert set(protocols) == {"h2"}, protocols
