@@ -195,6 +195,9 @@ class H2Session:
         # Any thread: event streams to look at (new or ending), and the wake-up.
         self._posted: collections.deque[H2Sink] = collections.deque()
         self._draining = False
+        # _awake: True while a wake-up byte is in the pair or the session thread
+        # is about to look at what changed; saves a write per event while it is busy.
+        self._awake = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -209,8 +212,10 @@ class H2Session:
 
     def wake(self) -> None:
         """Make the session thread look at what changed. Never blocks."""
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        if not self._awake:
+            self._awake = True
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"\0")
 
     def post(self, sink: H2Sink) -> None:
         """Ask the session thread to look at *sink* (new, or ending)."""
@@ -423,9 +428,12 @@ class H2Session:
             while alive:
                 for key, mask in selector.select(self._timeout()):
                     if key.data is None:
+                        # In this order: the bytes out, then _awake cleared, then
+                        # _step(): a wake() after the clear writes a new byte.
                         with contextlib.suppress(OSError):
                             while self._wake_r.recv(4096):
                                 pass
+                        self._awake = False
                     elif mask & selectors.EVENT_READ:
                         alive = self._read() and alive
                 alive = self._step() and alive
