@@ -118,6 +118,40 @@ def test_fifty_streams_and_a_hundred_requests_share_one_connection(
     assert worst < 10.0  # generous: the machine is shared; the figure is printed
 
 
+def test_requests_beside_fifty_open_streams_are_answered_at_once(
+    gunicorn_server: Start, certificate: tuple[Path, Path]
+) -> None:
+    # The latency of an ordinary request on a connection that carries 50 open
+    # streams, as the server gives it (one request at a time, no client-side
+    # queueing; the issue asks for 100 ms: the figure is printed, the bound is
+    # generous because the machine is shared).
+    server = serve_h2(gunicorn_server, certificate, threads=4)
+    h2c = H2Client(server.host, server.port)
+    latencies = []
+    try:
+        streams = [h2c.get(f"/events/?cid=lat:{i}", accept="text/event-stream")
+                   for i in range(50)]
+        h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in streams))
+        with h1_client(server) as other:
+            for k in range(100):
+                if k % 5 == 0:
+                    other.post("/publish", json={"pattern": "lat:*", "data": f"e{k}"})
+                started = time.perf_counter()
+                sid = h2c.get("/healthz")
+                h2c.pump(lambda: sid in h2c.ended)  # noqa: B023 (called here, at once)
+                latencies.append(time.perf_counter() - started)
+                assert h2c.status[sid] == "200"
+        expected = [f"e{k}" for k in range(0, 100, 5)]
+        h2c.pump(lambda: all(datas(h2c.body[s]) == expected for s in streams))
+    finally:
+        h2c.close()
+    latencies.sort()
+    print(f"\nHTTP/2, 50 streams open on one connection: 100 GETs p50 "
+          f"{statistics.median(latencies) * 1000:.1f} ms, p99 {latencies[98] * 1000:.1f} ms, "
+          f"max {latencies[-1] * 1000:.1f} ms")
+    assert latencies[-1] < 5.0
+
+
 @pytest.mark.parametrize("policy", ["disconnect", "drop"])
 def test_a_stream_whose_reader_stops_is_cut_or_dropped_and_its_siblings_get_everything(
     gunicorn_server: Start, certificate: tuple[Path, Path], policy: str
