@@ -167,6 +167,7 @@ class EventStreams:
             hub = sink.hub
             self._period = min(self._period, hub.keepalive_interval / 4,
                                (hub.write_timeout or MAX_SWEEP) / 4)
+            self._next_sweep = min(self._next_sweep, time.monotonic() + self._period)
         client = sink.client
         if self._session.waiting(sink.stream_id) is None:  # reset, ended or gone
             if client._finish(GONE):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -113,6 +114,44 @@ def answer(body: bytes) -> Callable[[H2Session, RequestHead, bytes], None]:
     return serve
 
 
+def event_serve(handovers: dict[int, H2Handover], ready: threading.Event
+                ) -> Callable[[H2Session, RequestHead, bytes], None]:
+    """Answers each request as an event stream's first chunk, then detaches it."""
+
+    def serve(session: H2Session, head: RequestHead, _: bytes) -> None:
+        session.send_response_headers(head.stream_id, 200, [("content-type",
+                                                             "text/event-stream")])
+        session.send_data(head.stream_id, b": first chunk\n\n")
+
+        class Sent:
+            stream_id = head.stream_id
+            headers_sent = True
+
+        handover = session.handover(Sent())
+        assert handover is not None
+        handovers[head.stream_id] = handover
+        ready.set()
+
+    return serve
+
+
+def open_stream(pool: ThreadPoolExecutor, hub: Hub, *, window: int = 65535,
+                expires: float | None = None) -> tuple[H2Session, Peer, threading.Event,
+                                                       Client, int]:
+    """A session with one detached event stream of a client registered with *hub*."""
+    handovers: dict[int, H2Handover] = {}
+    ready = threading.Event()
+    session, peer, closed = session_pair(pool, event_serve(handovers, ready), window=window)
+    sid = peer.get("/events")
+    assert ready.wait(10)
+    client = Client(f"c{sid}", buffer=2)
+    hub.register(client)
+    handovers[sid].adopt(hub, client, expires=expires, events=0, body_bytes=0,
+                         opened=time.monotonic())
+    peer.pump(lambda: b"first chunk" in peer.body[sid])
+    return session, peer, closed, client, sid
+
+
 def test_this_gunicorns_http2_layout_is_the_one_sse_kit_takes_over() -> None:
     assert layout_problem() is None
 
@@ -145,31 +184,8 @@ def test_an_event_stream_queues_within_its_limits_and_ends_cleanly(
 ) -> None:
     hub = Hub(keepalive_interval=60)
     hub.start()
-    handovers: dict[int, H2Handover] = {}
-    ready = threading.Event()
-
-    def serve(session: H2Session, head: RequestHead, _: bytes) -> None:
-        session.send_response_headers(head.stream_id, 200, [("content-type",
-                                                             "text/event-stream")])
-        session.send_data(head.stream_id, b": first chunk\n\n")
-
-        class Sent:
-            stream_id = head.stream_id
-            headers_sent = True
-
-        handover = session.handover(Sent())
-        assert handover is not None
-        handovers[head.stream_id] = handover
-        ready.set()
-
-    session, peer, closed = session_pair(pool, serve, window=100)
+    session, peer, closed, client, sid = open_stream(pool, hub, window=100)
     try:
-        sid = peer.get("/events")
-        assert ready.wait(10)
-        client = Client("c", buffer=2)
-        hub.register(client)
-        handovers[sid].adopt(hub, client, expires=None, events=0, body_bytes=0, opened=0.0)
-        peer.pump(lambda: b"first chunk" in peer.body[sid])
         peer.stalled.add(sid)
         # 100 bytes of window: the first event fills it, the rest wait within 2 events.
         assert session.queue_event(sid, b"data: " + b"a" * 200 + b"\n\n", 1, 10_000, 2) == WRITTEN
@@ -183,6 +199,73 @@ def test_an_event_stream_queues_within_its_limits_and_ends_cleanly(
         assert peer.body[sid].endswith(b"data: b\n\n") and sid not in peer.reset
         wait_for(lambda: hub.get_client_count() == 0, message="the client unregistered")
         assert session.queue_event(sid, b"data: d\n\n", 1, 10_000, 2) == ENDED
+    finally:
+        session.drain()
+        hub.stop()
+    assert closed.wait(10)
+    peer.sock.close()
+
+
+def test_disconnect_ends_the_stream_cleanly_without_a_retry_hint(
+    pool: ThreadPoolExecutor
+) -> None:
+    hub = Hub(keepalive_interval=60)
+    hub.start()
+    session, peer, closed, client, sid = open_stream(pool, hub)
+    try:
+        hub.broadcast_to_pattern(client.id, "hello")
+        peer.pump(lambda: b"data: hello" in peer.body[sid])
+        hub.disconnect(client.id)
+        peer.pump(lambda: sid in peer.ended)
+        assert sid not in peer.reset and b"retry:" not in peer.body[sid]
+        wait_for(lambda: hub.get_client_count() == 0, message="the client unregistered")
+        assert hub.stats()["kicked"] == 1
+    finally:
+        session.drain()
+        hub.stop()
+    assert closed.wait(10)
+    peer.sock.close()
+
+
+def test_an_idle_stream_gets_keepalives(pool: ThreadPoolExecutor) -> None:
+    hub = Hub(keepalive_interval=0.2)
+    hub.start()
+    session, peer, closed, _, sid = open_stream(pool, hub)
+    try:
+        peer.pump(lambda: peer.body[sid].count(b": keepalive ") >= 2)
+        assert hub.stats()["keepalives"] >= 2
+    finally:
+        session.drain()
+        hub.stop()
+    assert closed.wait(10)
+    peer.sock.close()
+
+
+def test_max_age_ends_the_stream_with_a_retry_hint(pool: ThreadPoolExecutor) -> None:
+    hub = Hub(keepalive_interval=60, shutdown_retry=250)
+    hub.start()
+    session, peer, closed, _, sid = open_stream(pool, hub, expires=time.monotonic() + 0.5)
+    try:
+        peer.pump(lambda: sid in peer.ended)
+        assert peer.body[sid].endswith(b"retry: 250\n\n") and sid not in peer.reset
+        wait_for(lambda: hub.get_client_count() == 0, message="the client unregistered")
+        assert hub.stats()["expired"] == 1
+    finally:
+        session.drain()
+        hub.stop()
+    assert closed.wait(10)
+    peer.sock.close()
+
+
+def test_a_stream_the_peer_resets_unregisters_its_client(pool: ThreadPoolExecutor) -> None:
+    hub = Hub(keepalive_interval=60)
+    hub.start()
+    session, peer, closed, client, sid = open_stream(pool, hub)
+    try:
+        peer.conn.reset_stream(sid)
+        peer.sock.sendall(peer.conn.data_to_send())
+        wait_for(lambda: hub.get_client_count() == 0, message="the client unregistered")
+        assert client.end_reason == "gone"
     finally:
         session.drain()
         hub.stop()
