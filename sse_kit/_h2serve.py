@@ -7,7 +7,8 @@ then serves its requests one after another on one pool thread. Under
 to an :class:`sse_kit._h2.H2Session` instead, and returns the pool thread.
 Each complete request is served on the pool by gunicorn's own
 ``handle_http2_request`` (the same environ, hooks, access log and
-``HTTP2Response`` as gunicorn's), writing through the session.
+``HTTP2Response`` as gunicorn's), writing through the session's
+:class:`sse_kit._h2table.StreamTable`.
 
 This relies on gunicorn's layout: ``ThreadWorker.handle_http2(conn)`` and
 ``handle_http2_request(req, conn, h2_conn)``, ``conn.parser.h2_conn`` (an h2
@@ -24,7 +25,7 @@ import logging
 from functools import partial
 from typing import Any, Final
 
-from ._h2 import H2Session, RequestHead
+from ._h2 import H2Session, RequestHead, StreamTable
 
 __all__ = ["TAKEN", "layout_problem", "take_over"]
 
@@ -119,8 +120,7 @@ def _closed(worker: Any, session: H2Session) -> None:
     worker.method_queue.defer(forget)
 
 
-def _serve(worker: Any, conn: _Connection, session: H2Session, head: RequestHead,
-           body: bytes) -> None:
+def _serve(worker: Any, conn: _Connection, table: StreamTable, head: RequestHead) -> None:
     """One request, on a pool thread, as gunicorn serves an HTTP/2 request."""
     from gunicorn.http2.errors import (  # type: ignore[import-untyped]
         HTTP2ConnectionError,
@@ -134,15 +134,15 @@ def _serve(worker: Any, conn: _Connection, session: H2Session, head: RequestHead
             req = HTTP2Request(head, worker.cfg, conn.client)
         except Exception as exc:  # a bad request is a stream error (RFC 9113 section 8.1.1)
             log.debug("sse_kit HTTP/2: bad request on stream %d: %s", stream_id, exc)
-            session.send_error(stream_id, 400)
+            table.send_error(stream_id, 400)
             return
-        req.body = HTTP2Body(body)
+        req.body = HTTP2Body(head.body)
         try:
-            worker.handle_http2_request(req, conn, session)
+            worker.handle_http2_request(req, conn, table)
         except (HTTP2StreamError, HTTP2ConnectionError) as exc:
             log.debug("sse_kit HTTP/2: stream %d closed: %s", stream_id, exc)
         except Exception:
             worker.log.exception("Error handling HTTP/2 request")
-            session.send_error(stream_id, 500)
+            table.send_error(stream_id, 500)
     finally:
-        session.finished(stream_id)
+        table.finished(stream_id)

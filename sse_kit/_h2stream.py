@@ -4,8 +4,9 @@ they end (the HTTP/2 counterpart of :mod:`sse_kit._outlet`).
 An event stream served by :class:`sse_kit._h2.H2Session` detaches after its
 first chunk, as on HTTP/1.1: its pool thread returns, and an :class:`H2Sink`
 becomes the client's connection. The hub thread (or a caller of
-``Client.send``) queues its events on the session, which sends them as DATA
-frames as the stream's flow-control window allows; :class:`EventStreams`, run
+``Client.send``) queues its events in the connection's
+:class:`sse_kit._h2table.StreamTable`, and the session thread sends them as
+DATA frames as the stream's flow-control window allows; :class:`EventStreams`, run
 by the session thread, keeps every such stream's deadlines (keep-alive,
 ``max_age``, ``write_timeout``) and carries out its end: a clean END_STREAM
 after what is queued (with a short ``retry:`` hint after a shutdown or
@@ -39,7 +40,7 @@ from ._outlet import LINGER, MAX_SWEEP
 from ._wire import encode_comment, encode_retry
 
 if TYPE_CHECKING:
-    from ._h2 import H2Session
+    from ._h2table import StreamTable
     from ._hub import Hub
 
 __all__ = ["EventStreams", "H2Handover", "H2Sink"]
@@ -62,13 +63,13 @@ class H2Sink:
     # deliver() hands this sink its events unframed (HTTP/2 has its own framing).
     framed: Final = False
 
-    __slots__ = ("_max_bytes", "_max_events", "_policy", "_session", "body_bytes", "client",
+    __slots__ = ("_max_bytes", "_max_events", "_policy", "_table", "body_bytes", "client",
                  "closing_since", "events", "expires", "finished", "hub", "opened",
                  "peer_gone", "stream_id")
 
-    def __init__(self, session: H2Session, stream_id: int, hub: Hub, client: Client, *,
+    def __init__(self, table: StreamTable, stream_id: int, hub: Hub, client: Client, *,
                  expires: float | None, events: int, body_bytes: int, opened: float) -> None:
-        self._session = session
+        self._table = table
         self.stream_id = stream_id
         self.hub = hub
         self.client = client
@@ -93,7 +94,7 @@ class H2Sink:
             behind bytes waiting for window), DROPPED or CUT (no room within
             the client's limits, per ``slow_client``), ENDED (the stream is gone).
         """
-        outcome = self._session.queue_event(self.stream_id, chunk, events, self._max_bytes,
+        outcome = self._table.queue_event(self.stream_id, chunk, events, self._max_bytes,
                                             self._max_events)
         if outcome == DROPPED:
             return DROPPED if self._policy == DROP or not may_cut else CUT
@@ -108,17 +109,17 @@ class H2Sink:
         """Take over what the client's outbox held when it detached, in order."""
         if frames:
             chunk = b"".join(frames)
-            if self._session.queue_event(self.stream_id, chunk, 0, 1 << 62, 1 << 62) != ENDED:
+            if self._table.queue_event(self.stream_id, chunk, 0, 1 << 62, 1 << 62) != ENDED:
                 self.events += len(frames)
                 self.body_bytes += len(chunk)
 
     def post_end(self) -> None:
         """The stream is ending (the client's end is set). Any thread; never blocks."""
-        self._session.post(self)
+        self._table.post(self)
 
     def peer_closed(self) -> bool:
         """Whether the peer has reset the stream or closed the connection."""
-        return self.peer_gone or not self._session.is_open(self.stream_id)
+        return self.peer_gone or not self._table.is_open(self.stream_id)
 
 
 class H2Handover:
@@ -126,26 +127,26 @@ class H2Handover:
     :data:`sse_kit._connection.Detach`): :meth:`adopt` makes an :class:`H2Sink`
     its connection."""
 
-    def __init__(self, session: H2Session, stream_id: int) -> None:
-        self._session = session
+    def __init__(self, table: StreamTable, stream_id: int) -> None:
+        self._table = table
         self._stream_id = stream_id
 
     def adopt(self, hub: Hub, client: Client, *, expires: float | None, events: int,
               body_bytes: int, opened: float) -> None:
         """From now on every event for *client* is queued on the HTTP/2 stream;
         the session ends it (and unregisters the client) when it is over."""
-        sink = H2Sink(self._session, self._stream_id, hub, client, expires=expires,
+        sink = H2Sink(self._table, self._stream_id, hub, client, expires=expires,
                       events=events, body_bytes=body_bytes, opened=opened)
         client._detach_to(sink)
         hub.counters.add("detached")
-        self._session.adopt(self._stream_id, sink)
+        self._table.adopt(self._stream_id, sink)
 
 
 class EventStreams:
     """The event streams of one HTTP/2 connection; the session thread's alone."""
 
-    def __init__(self, session: H2Session) -> None:
-        self._session = session
+    def __init__(self, table: StreamTable) -> None:
+        self._table = table
         self._sinks: set[H2Sink] = set()
         self._period = MAX_SWEEP
         self._lingering = 0  # streams whose end is queued behind bytes
@@ -169,14 +170,14 @@ class EventStreams:
                                (hub.write_timeout or MAX_SWEEP) / 4)
             self._next_sweep = min(self._next_sweep, time.monotonic() + self._period)
         client = sink.client
-        if self._session.waiting(sink.stream_id) is None:  # reset, ended or gone
+        if self._table.waiting(sink.stream_id) is None:  # reset, ended or gone
             if client._finish(GONE):
                 sink.peer_gone = True
             self.finish(sink)
         elif client.end_reason is not None and sink.closing_since is None:
             reason = client.end_reason
             tail = encode_retry(sink.hub.shutdown_retry) if reason in COME_BACK else b""
-            if self._session.end_event_stream(sink, tail, cut=reason in _CUT):
+            if self._table.end_event_stream(sink, tail, cut=reason in _CUT):
                 self.finish(sink)
             else:
                 sink.closing_since = time.monotonic()
@@ -191,7 +192,7 @@ class EventStreams:
             client, hub = sink.client, sink.hub
             if sink.closing_since is not None:
                 if now - sink.closing_since >= LINGER:
-                    self._session.reset_stream(sink.stream_id, h2.errors.ErrorCodes.CANCEL)
+                    self._table.reset_stream(sink.stream_id, h2.errors.ErrorCodes.CANCEL)
                 continue
             if client.end_reason is not None:
                 continue  # its end is posted
@@ -199,7 +200,7 @@ class EventStreams:
                 if client._finish(EXPIRED):
                     note_expired(hub, client.id)
                 continue
-            state = self._session.waiting(sink.stream_id)
+            state = self._table.waiting(sink.stream_id)
             if state is None:
                 continue  # over: posted to look_at
             waiting, progress = state

@@ -21,7 +21,7 @@ import pytest
 
 from sse_kit import Client, Hub
 from sse_kit._client import DEFERRED, DROPPED, ENDED, WRITTEN
-from sse_kit._h2 import H2Session, RequestHead
+from sse_kit._h2 import H2Session, RequestHead, StreamTable
 from sse_kit._h2serve import layout_problem
 from sse_kit._h2stream import H2Handover
 from tests._live import wait_for
@@ -84,7 +84,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
-def session_pair(pool: ThreadPoolExecutor, serve: Callable[[H2Session, RequestHead, bytes], None],
+def session_pair(pool: ThreadPoolExecutor, serve: Callable[[StreamTable, RequestHead], None],
                  window: int = 65535) -> tuple[H2Session, Peer, threading.Event]:
     server_sock, client_sock = socket.socketpair()
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
@@ -104,30 +104,30 @@ def session_pair(pool: ThreadPoolExecutor, serve: Callable[[H2Session, RequestHe
     return session, Peer(client_sock, window), closed
 
 
-def answer(body: bytes) -> Callable[[H2Session, RequestHead, bytes], None]:
-    def serve(session: H2Session, head: RequestHead, _: bytes) -> None:
-        session.send_response_headers(head.stream_id, 200, [("content-length", str(len(body)))])
-        session.send_data(head.stream_id, body)
-        session.end_stream(head.stream_id)
-        session.finished(head.stream_id)
+def answer(body: bytes) -> Callable[[StreamTable, RequestHead], None]:
+    def serve(table: StreamTable, head: RequestHead) -> None:
+        table.send_response_headers(head.stream_id, 200, [("content-length", str(len(body)))])
+        table.send_data(head.stream_id, body)
+        table.end_stream(head.stream_id)
+        table.finished(head.stream_id)
 
     return serve
 
 
 def event_serve(handovers: dict[int, H2Handover], ready: threading.Event
-                ) -> Callable[[H2Session, RequestHead, bytes], None]:
+                ) -> Callable[[StreamTable, RequestHead], None]:
     """Answers each request as an event stream's first chunk, then detaches it."""
 
-    def serve(session: H2Session, head: RequestHead, _: bytes) -> None:
-        session.send_response_headers(head.stream_id, 200, [("content-type",
-                                                             "text/event-stream")])
-        session.send_data(head.stream_id, b": first chunk\n\n")
+    def serve(table: StreamTable, head: RequestHead) -> None:
+        table.send_response_headers(head.stream_id, 200, [("content-type",
+                                                           "text/event-stream")])
+        table.send_data(head.stream_id, b": first chunk\n\n")
 
         class Sent:
             stream_id = head.stream_id
             headers_sent = True
 
-        handover = session.handover(Sent())
+        handover = table.handover(Sent())
         assert handover is not None
         handovers[head.stream_id] = handover
         ready.set()
@@ -161,8 +161,8 @@ def test_a_large_response_waits_for_window_while_a_sibling_is_answered(
 ) -> None:
     big = b"x" * 200_000
     session, peer, closed = session_pair(
-        pool, lambda s, head, body: answer(big if head.get_pseudo_headers()[":path"] == "/big"
-                                           else b"small")(s, head, body))
+        pool, lambda table, head: answer(big if head.get_pseudo_headers()[":path"] == "/big"
+                                         else b"small")(table, head))
     large = peer.get("/big")
     peer.stalled.add(large)  # its reader stops: the big response stalls at its window
     peer.pump(lambda: len(peer.body[large]) == 65535)
@@ -187,10 +187,11 @@ def test_an_event_stream_queues_within_its_limits_and_ends_cleanly(
     session, peer, closed, client, sid = open_stream(pool, hub, window=100)
     try:
         peer.stalled.add(sid)
+        queue = session.table.queue_event
         # 100 bytes of window: the first event fills it, the rest wait within 2 events.
-        assert session.queue_event(sid, b"data: " + b"a" * 200 + b"\n\n", 1, 10_000, 2) == WRITTEN
-        assert session.queue_event(sid, b"data: b\n\n", 1, 10_000, 2) == DEFERRED
-        assert session.queue_event(sid, b"data: c\n\n", 1, 10_000, 2) == DROPPED
+        assert queue(sid, b"data: " + b"a" * 200 + b"\n\n", 1, 10_000, 2) == WRITTEN
+        assert queue(sid, b"data: b\n\n", 1, 10_000, 2) == DEFERRED
+        assert queue(sid, b"data: c\n\n", 1, 10_000, 2) == DROPPED
         client.close()  # its end goes after what waits
         peer.stalled.clear()
         peer.conn.increment_flow_control_window(1 << 16, stream_id=sid)
@@ -198,7 +199,7 @@ def test_an_event_stream_queues_within_its_limits_and_ends_cleanly(
         peer.pump(lambda: sid in peer.ended)
         assert peer.body[sid].endswith(b"data: b\n\n") and sid not in peer.reset
         wait_for(lambda: hub.get_client_count() == 0, message="the client unregistered")
-        assert session.queue_event(sid, b"data: d\n\n", 1, 10_000, 2) == ENDED
+        assert queue(sid, b"data: d\n\n", 1, 10_000, 2) == ENDED
     finally:
         session.drain()
         hub.stop()
