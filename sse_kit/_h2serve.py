@@ -27,13 +27,10 @@ from typing import Any, Final
 
 from ._h2 import H2Session, RequestHead, StreamTable
 
-__all__ = ["TAKEN", "layout_problem", "take_over"]
+__all__ = ["layout_problem", "take_over"]
 
 log = logging.getLogger(__name__)
 
-# What ThreadWorker.handle_http2 returns for a connection an H2Session took:
-# gunicorn must neither close it nor count it finished (the session does both).
-TAKEN: Final = object()
 # What HTTP2Response must call on its connection, and nothing else of it.
 _WRITES: Final = ("send_response_headers", "send_data", "end_stream")
 

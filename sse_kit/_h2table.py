@@ -441,36 +441,47 @@ class StreamTable:
 
     def pump(self, out: bytearray) -> None:
         """Move waiting bytes into DATA frames on *out*, as far as the windows
-        and OUT_BUFFER allow; END_STREAM after the last of a stream's bytes."""
+        and OUT_BUFFER allow; END_STREAM after the last of a stream's bytes.
+        The lock is taken per stream, so a writer never waits for a whole pass."""
         conn = self._h2
         with self._lock:
-            now = time.monotonic()
-            for st in list(self._ready.values()):
-                if len(out) >= OUT_BUFFER:
-                    break
+            ready = list(self._ready.values())
+        now = time.monotonic()
+        for st in ready:
+            if len(out) >= OUT_BUFFER:
+                break
+            with self._lock:
+                if st.reset:
+                    continue
                 try:
-                    while st.pending and len(out) < OUT_BUFFER:
-                        size = min(conn.local_flow_control_window(st.id),
-                                   conn.max_outbound_frame_size, len(st.pending))
-                        if size <= 0:
-                            break
-                        conn.send_data(st.id, bytes(st.pending[:size]))
-                        del st.pending[:size]
-                        st.progress = now
-                        out += conn.data_to_send()
-                    if not st.pending:
-                        st.pending_events = 0
-                        del self._ready[st.id]
-                        if st.end:
-                            if st.trailers:
-                                conn.send_headers(st.id, st.trailers, end_stream=True)
-                            else:
-                                conn.end_stream(st.id)
-                            self._forget(st)
+                    self._frame(conn, st, out, now)
                 except h2.exceptions.ProtocolError:  # closed under us (a reset crossing)
                     self._forget(st)
+                out += conn.data_to_send()
+                self._space.notify_all()
+
+    def _frame(self, conn: h2.connection.H2Connection, st: _Stream, out: bytearray,
+               now: float) -> None:
+        """:meth:`pump` for one stream; called with _lock held."""
+        while st.pending and len(out) < OUT_BUFFER:
+            size = min(conn.local_flow_control_window(st.id), conn.max_outbound_frame_size,
+                       len(st.pending))
+            if size <= 0:
+                return
+            conn.send_data(st.id, bytes(st.pending[:size]))
+            del st.pending[:size]
+            st.progress = now
             out += conn.data_to_send()
-            self._space.notify_all()
+        if st.pending:
+            return
+        st.pending_events = 0
+        self._ready.pop(st.id, None)
+        if st.end:
+            if st.trailers:
+                conn.send_headers(st.id, st.trailers, end_stream=True)
+            else:
+                conn.end_stream(st.id)
+            self._forget(st)
 
     def goaway(self, out: bytearray) -> None:
         """Close the connection with GOAWAY naming the last stream the peer

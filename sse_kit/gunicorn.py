@@ -86,6 +86,10 @@ _EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 MIN_THREAD_STACK = 128 * 1024
 # Seconds a leaving worker waits for its hubs to end every stream.
 _STOP_TIMEOUT = 10.0
+# What handle_http2() returns for a connection an sse_kit session took (see
+# sse_kit._h2serve): gunicorn must neither close it nor count it finished;
+# the session does both.
+_TAKEN = object()
 
 
 def find_hubs(app: object) -> list[Hub]:
@@ -207,10 +211,10 @@ class ThreadWorker(_GThreadWorker):  # type: ignore[misc]  # gunicorn ships no t
         Where this gunicorn's layout is not the one sse_kit knows, gunicorn's own
         handling (one request after another), told once at boot."""
         if self._takes_http2():
-            from ._h2serve import TAKEN, take_over
+            from ._h2serve import take_over
 
             if take_over(self, conn) is not None:
-                return TAKEN
+                return _TAKEN
         return super().handle_http2(conn)
 
     def _takes_http2(self) -> bool:
@@ -218,12 +222,14 @@ class ThreadWorker(_GThreadWorker):  # type: ignore[misc]  # gunicorn ships no t
             self._sse_kit_h2 = _http2_problem() is None
         return self._sse_kit_h2
 
-    def finish_request(self, conn: Any, fs: Any) -> None:
+    def finish_request(self, *args: Any) -> None:
         """gunicorn's end of a connection job, except for an HTTP/2 connection an
-        sse_kit session took: that one stays counted until the session closes it."""
-        if not fs.cancelled() and fs.exception() is None and _is_taken(fs.result()):
+        sse_kit session took: that one stays counted until the session closes it.
+        (The job's future comes last: ``(conn, fs)`` since gunicorn 25, ``(fs,)`` before.)"""
+        fs = args[-1]
+        if not fs.cancelled() and fs.exception() is None and fs.result() is _TAKEN:
             return
-        super().finish_request(conn, fs)
+        super().finish_request(*args)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """gunicorn's graceful exit; HTTP/2 sessions refuse new streams and close
@@ -262,12 +268,6 @@ def _http2_problem() -> str | None:
     from ._h2serve import layout_problem
 
     return layout_problem()
-
-
-def _is_taken(result: Any) -> bool:
-    from ._h2serve import TAKEN
-
-    return result is TAKEN
 
 
 def _start(worker: Any, hubs: list[Hub]) -> None:
