@@ -11,23 +11,50 @@ integers, and become the SSE ``id:`` of each event.
 # A hub with a backplane does not route its own broadcasts: it appends them to
 # the log, and its reader thread (one per hub, owned by the backplane) hands what
 # it reads back to the hub thread through the hub's inbox, like any other
-# publisher. On the hub thread the Router (_router.py) owns the stream-keyed
-# history ring and the resumes in flight; this module knows nothing of it.
+# publisher. Control entries (a cluster-wide disconnect, see _cluster.py) travel
+# in the same log, so every hub applies them at the same place among the events.
+# On the hub thread the Router (_router.py) owns the stream-keyed history ring
+# and the resumes in flight; this module knows nothing of it.
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from ._history import StreamKey
 from ._stats import Counters
 
-__all__ = ["Backplane", "BackplaneReader", "Entry", "Feed", "Replay"]
+__all__ = [
+    "DISCONNECT", "Backplane", "BackplaneReader", "Control", "Entry", "Feed", "Item", "Replay",
+]
 
 # One event read from the log: (entry ID, its parsed key, pattern, encoded body
 # without the id: line).
 Entry = tuple[str, StreamKey, str, bytes]
+
+# The one control action so far: end the streams whose ID matches the pattern.
+DISCONNECT: Final = "disconnect"
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A control entry read from the log, applied where it stands among the events.
+
+    :ivar event_id: its entry ID (never an SSE ``id:``: it is not an event).
+    :ivar key: *event_id* parsed.
+    :ivar action: what to do (``"disconnect"``).
+    :ivar pattern: the client-ID glob it acts on.
+    """
+
+    event_id: str
+    key: StreamKey
+    action: str
+    pattern: str
+
+
+# What a reader hands its hub: events and control entries, in log order.
+Item = Entry | Control
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +74,14 @@ class Replay:
 class Feed:
     """Where a backplane reader hands what it reads: a hub's inbox and counters.
 
-    :ivar deliver: takes a batch of entries, in log order.
+    :ivar deliver: takes a batch of entries (events and control entries), in log order.
     :ivar rebase: ``(position, reason)``: the reader now continues after
         *position*; *reason* is ``None`` at start, else why events may have been
         missed (every stream then gets a ``reset``).
     :ivar counters: where the reader counts errors and reconnects.
     """
 
-    deliver: Callable[[list[Entry]], None]
+    deliver: Callable[[list[Item]], None]
     rebase: Callable[[str, str | None], None]
     counters: Counters
 

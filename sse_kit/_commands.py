@@ -10,19 +10,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._backplane import Backplane, Entry, Feed
+from ._backplane import Backplane, Feed, Item
 from ._client import Client
+from ._controls import Awaited
 from ._exceptions import HubNotRunning
 from ._history import Resume
 from ._patterns import compile_pattern
 from ._receipt import Receipt
-from ._router import BATCH_BYTES, BATCH_EVENTS, Router, _Catchup, _Registration, signal
+from ._router import (
+    BATCH_BYTES,
+    BATCH_EVENTS,
+    Router,
+    _Catchup,
+    _Registration,
+    signal,
+)
 from ._stats import Counters
 from ._wire import with_id
 
 __all__ = [
-    "STOP", "Call", "Command", "Deliver", "Inbox", "Publish", "Rebase", "Register",
-    "Resumed", "Unregister",
+    "STOP", "AwaitControl", "Call", "Command", "Deliver", "Inbox", "Publish", "Rebase",
+    "Register", "Resumed", "Unregister",
 ]
 
 log = logging.getLogger("sse_kit._hub")
@@ -100,9 +108,9 @@ class Call(Command):
 
 @dataclass(slots=True)
 class Deliver(Command):
-    """Entries a backplane reader read, in log order."""
+    """Entries (events and control entries) a backplane reader read, in log order."""
 
-    entries: Sequence[Entry]
+    entries: Sequence[Item]
 
     def run(self, router: Router) -> None:
         router.deliver(self.entries)
@@ -128,6 +136,20 @@ class Resumed(Command):
 
     def run(self, router: Router) -> None:
         router.resumed(self.catchup)
+
+
+@dataclass(slots=True)
+class AwaitControl(Command):
+    """A Hub.disconnect() waits on ``awaited.done`` for its control entry to be
+    applied here."""
+
+    awaited: Awaited
+
+    def run(self, router: Router) -> None:
+        router.controls.wait(self.awaited)
+
+    def abandon(self) -> None:
+        self.awaited.done.release()
 
 
 # Leave the loop (put by Inbox.stop(); a plain command, so a signal handler may put it).
@@ -178,6 +200,10 @@ class Inbox:
         call = Call(fn, default)
         self._queue.put(call)
         return call
+
+    def await_control(self, awaited: Awaited) -> None:
+        """Answer *awaited* once its control entry is applied on the hub thread."""
+        self._queue.put(AwaitControl(awaited))
 
     def stop(self) -> None:
         """Leave :meth:`serve` after the commands already in (lock-free: safe

@@ -23,15 +23,19 @@ __all__ = [
     "EVENT_TYPE_KEEPALIVE",
     "EVENT_TYPE_MESSAGE",
     "EVENT_TYPE_METRIC",
+    "EVENT_TYPE_PRESENCE",
     "EVENT_TYPE_RESET",
     "ConnectedEvent",
     "Event",
     "encode_reset",
+    "presence_data",
 ]
 
 EVENT_TYPE_CONNECTED: Final = "connected"  # first event of every stream; data is ConnectedEvent
 EVENT_TYPE_KEEPALIVE: Final = "keepalive"  # names keep-alives; the wire sends them as comments
 EVENT_TYPE_MESSAGE: Final = "message"  # the spec's default type, what onmessage receives
+# A client ID joined or left (Hub(presence_events=...)); data {"client_id", "state"}.
+EVENT_TYPE_PRESENCE: Final = "presence"
 EVENT_TYPE_ERROR: Final = "error"  # a server-side failure reported to the client in-band
 EVENT_TYPE_METRIC: Final = "metric"  # periodic hub statistics for dashboards
 EVENT_TYPE_RESET: Final = "reset"  # a Last-Event-ID resume failed; the client must resync
@@ -123,3 +127,8 @@ def encode_reset(reason: str, last_event_id: str | None, *, id: str | None = Non
     *id*, when given, is the position the stream continues from."""
     data = data_to_text({"reason": reason, "last_event_id": last_event_id})
     return encode_fields(data, event=EVENT_TYPE_RESET, id=id)
+
+
+def presence_data(client_id: str, state: str) -> dict[str, str]:
+    """The data of a ``presence`` event: ``{"client_id": ..., "state": "join"|"leave"}``."""
+    return {"client_id": client_id, "state": state}

@@ -130,7 +130,9 @@ class History(_Ring[int]):
         self, *, size: int, ttl: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         super().__init__(size=size, ttl=ttl, clock=clock, start=0)
-        self.epoch = f"{time.time_ns() // 1_000_000:x}{secrets.randbelow(1 << 20):05x}"
+        # 48 random bits: hubs created in the same millisecond (gunicorn's
+        # workers start together) collide with odds ~n^2 / 2^49, not n^2 / 2^21.
+        self.epoch = f"{time.time_ns() // 1_000_000:x}{secrets.randbits(48):012x}"
 
     def next_id(self) -> tuple[int, str]:
         """Take the next sequence number; return it and its event ID."""

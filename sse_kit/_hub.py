@@ -42,7 +42,12 @@
 # With a backplane (see _backplane.py) a broadcast goes to the backplane's log
 # instead of the inbox; the backplane's reader thread (started and stopped with
 # the hub thread) feeds the log back through the inbox as Deliver/Rebase, and a
-# resume the ring cannot serve completes with Resumed.
+# resume the ring cannot serve completes with Resumed. When the backplane also
+# keeps a roster (_cluster.py), a presence thread per run (_presence.py) keeps
+# this process's count of streams per client ID there: request threads ask it
+# to admit a stream (max_clients_per_id across the cluster) before they
+# register, the router tells it of every stream that leaves. disconnect() then
+# appends a control entry to the log, which every hub applies in log order.
 
 from __future__ import annotations
 
@@ -54,13 +59,18 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from ._advice import Advisor
+from ._backplane import DISCONNECT as CONTROL_DISCONNECT
 from ._backplane import Backplane, BackplaneReader
 from ._client import CLOSED, DISCONNECT, DROP, Client, SlowClientPolicy
+from ._cluster import ClusterBackplane
 from ._commands import Inbox
+from ._controls import Awaited
 from ._exceptions import BackplaneUnavailable, EventTooLarge, HubNotRunning
+from ._history import parse_stream_id
 from ._options import check_int, check_seconds
 from ._outlet import Outlet
 from ._patterns import compile_pattern, validate_pattern
+from ._presence import Presence
 from ._receipt import Receipt
 from ._router import MIB, Router, _Registration
 from ._stats import Counters
@@ -76,6 +86,10 @@ _POLL: Final = 0.5
 # How long stopping waits for the outlet to write every detached stream's end
 # (it lingers at most _outlet.LINGER seconds for slow peers).
 _OUTLET_CLOSE: Final = 5.0
+# How long stopping waits for the presence thread to remove this process's roster entry.
+_PRESENCE_CLOSE: Final = 5.0
+# How long disconnect() waits for this hub's reader to apply its control entry.
+_CONTROL_WAIT: Final = 10.0
 
 
 def _check_client(client: object) -> None:
@@ -91,6 +105,7 @@ _OPTIONS: Final = frozenset({
     "client_buffer", "keepalive_interval", "max_clients", "history_size", "history_ttl",
     "slow_client", "retry", "shutdown_retry", "max_clients_per_id", "max_event_size",
     "client_buffer_bytes", "max_age", "write_timeout", "backplane", "fast_path", "json_default",
+    "presence_ttl", "presence_events",
 })
 
 
@@ -141,7 +156,19 @@ class Hub:
         dataclass); returns something JSON can encode, or raises ``TypeError``
         (``json.dumps``'s ``default``). Used by :meth:`broadcast_to_pattern` and
         :meth:`Client.send`. ``None``: such a value raises ``TypeError``.
+    :param presence_ttl: with a backplane that keeps a roster
+        (:class:`sse_kit.redis.RedisBackplane`): seconds after which a worker
+        that died without stopping (``SIGKILL``, a lost host) no longer counts
+        in :meth:`presence` and ``max_clients_per_id``; each worker renews its
+        entry every third of it. A clean stop removes the entry at once.
+    :param presence_events: ``presence_events(client_id)`` returns the pattern
+        a ``presence`` event goes to when *client_id* joins (its first stream
+        opens, anywhere in the cluster) or leaves (its last one ends), or
+        ``None`` for no event; data ``{"client_id": ..., "state": "join"}`` (or
+        ``"leave"``). ``None``: no presence events. Without a backplane it runs
+        on the hub thread: keep it quick.
     :raises ValueError: if any argument is out of range; the message names it.
+    :raises TypeError: if *json_default* or *presence_events* is not callable.
 
     Each argument is kept as a read-only attribute of the same name
     (``hub.max_clients``); setting one later raises ``AttributeError``, since
@@ -167,6 +194,8 @@ class Hub:
         backplane: Backplane | None = None,
         fast_path: bool = True,
         json_default: Callable[[Any], Any] | None = None,
+        presence_ttl: float = 15.0,
+        presence_events: Callable[[str], str | None] | None = None,
     ) -> None:
         check_int("client_buffer", client_buffer, 1)
         check_seconds("keepalive_interval", keepalive_interval)
@@ -207,9 +236,27 @@ class Hub:
             raise TypeError(
                 f"json_default must be callable or None, not {type(json_default).__name__}")
         self.json_default = json_default
+        check_seconds("presence_ttl", presence_ttl)
+        if presence_events is not None and not callable(presence_events):
+            raise TypeError(f"presence_events must be callable or None, not "
+                            f"{type(presence_events).__name__}")
+        self.presence_ttl = float(presence_ttl)
+        self.presence_events = presence_events
         self._options_set = True  # from now on the options above are read-only
         self.counters = Counters()
         self._advisor = Advisor(self.counters)  # once per process: never reset
+        # A backplane that carries control entries and keeps a roster makes
+        # disconnect(), max_clients_per_id and presence() cluster-wide.
+        self._cluster: ClusterBackplane | None = None
+        if isinstance(backplane, ClusterBackplane):
+            self._cluster = backplane
+        elif backplane is not None:
+            self.advise_once(
+                "per_worker_control", logging.WARNING,
+                "sse_kit: the backplane %r carries no control entries and keeps no roster: "
+                "disconnect(), max_clients_per_id and presence() act on this worker only, "
+                "and presence_events are not sent. "
+                "Use sse_kit.redis.RedisBackplane for cluster-wide ones", backplane)
         # _state_lock guards starting and the end of run(): _thread, _pid,
         # _running, and creating _outlet_now. Never held while waiting for the
         # hub thread. stop() does not take it, so that a signal handler may call stop().
@@ -229,7 +276,8 @@ class Hub:
     def _reset(self) -> None:
         """Fresh routing state (at construction, after stop, after fork)."""
         self._inbox = Inbox()
-        self._router = Router(self)
+        self._presence = Presence(self, self._cluster) if self._cluster is not None else None
+        self._router = Router(self, self._presence)
         self._reader: BackplaneReader | None = None
         # The thread that serves detached streams (sse_kit._outlet); started by
         # the first stream that detaches, closed when the hub stops.
@@ -348,10 +396,12 @@ class Hub:
         self._stopped.clear()
 
     def _start_reader(self) -> None:
-        """Start the backplane's reader for this run; outside _state_lock, as it may
-        wait up to the backplane's timeout for a first contact."""
+        """Start the backplane's reader (and presence thread) for this run; outside
+        _state_lock, as it may wait up to the backplane's timeout for a first contact."""
         if self.backplane is not None:
             self._reader = self.backplane.start_reader(self._inbox.feed(self.counters))
+        if self._presence is not None:
+            self._presence.start()
 
     def _loop(self) -> None:
         try:
@@ -365,6 +415,8 @@ class Hub:
         if self._reader is not None:
             self._reader.stop()
         n = self._router.end_all()
+        if self._presence is not None:  # removes this process from the roster
+            self._presence.stop(_PRESENCE_CLOSE)
         with self._state_lock:
             outlet, self._outlet_now = self._outlet_now, None
         if outlet is not None:  # writes each detached stream's end, then closes it
@@ -477,14 +529,22 @@ class Hub:
         _check_client(client)
         reg = _Registration(client, thread_limit)
         self._ensure_running("a new stream")
-        self._inbox.register(reg)
-        while not reg.done.acquire(True, _POLL):
-            if not self._is_running():
-                raise HubNotRunning(
-                    "the hub stopped before the stream was registered (hub.stop(), or the "
-                    "worker is shutting down)")
-        if reg.error is not None:
-            raise reg.error
+        presence = self._presence
+        if presence is not None:
+            presence.take(client.id)  # a slot in the cluster, or HubFull
+        try:
+            self._inbox.register(reg)
+            while not reg.done.acquire(True, _POLL):
+                if not self._is_running():
+                    raise HubNotRunning(
+                        "the hub stopped before the stream was registered (hub.stop(), or the "
+                        "worker is shutting down)")
+            if reg.error is not None:
+                raise reg.error
+        except BaseException:
+            if presence is not None:  # admitted, never registered
+                presence.leave(client.id)
+            raise
         if reg.catchup is not None:  # the history could not serve it: read the log
             assert self.backplane is not None
             self._inbox.catch_up(reg, self.backplane, self.counters)
@@ -504,17 +564,69 @@ class Hub:
         """End the streams of every client whose ID matches *pattern* now.
 
         Use it when a user logs out or loses a permission; browsers reconnect
-        and go through your authorization again.
+        (after the ``retry`` hint) and go through your authorization again.
 
-        :returns: how many streams were ended.
+        With a backplane that carries control entries
+        (:class:`sse_kit.redis.RedisBackplane`), it appends one to the log, and
+        every hub (every worker, every host) ends its matching streams where the
+        entry stands among the events: an event published after this returns
+        reaches none of them. Without one, it acts on this hub's streams only.
+
+        :returns: how many streams were ended on this hub (with a backplane:
+            once this hub's reader has applied the entry, waited for up to 10
+            seconds; the other workers' streams are not counted).
         :raises InvalidPattern: if *pattern* is empty or not a ``str``.
+        :raises BackplaneUnavailable: with a backplane, if the control entry
+            could not be appended: no stream was ended, on any worker.
         """
         compiled = compile_pattern(pattern)
-        n = self._call(lambda: self._router.kick(compiled), 0)
-        if n:
-            self.counters.add("kicked", n)
+        if self._cluster is None:
+            n = self._call(lambda: self._router.kick(compiled), 0)
+            if n:
+                self.counters.add("kicked", n)
+        else:
+            try:
+                entry_id = self._cluster.control(CONTROL_DISCONNECT, pattern)
+            except BackplaneUnavailable:
+                self.counters.add("backplane_errors")
+                raise
+            n = self._await_control(entry_id)
         log.info("sse_kit: disconnect(%r) ended %d stream(s)", pattern, n)
         return n
+
+    def _await_control(self, entry_id: str) -> int:
+        """How many streams the control entry *entry_id* ended on this hub, once
+        its reader applied it (0 if it does not run here, or not in time)."""
+        key = parse_stream_id(entry_id)
+        if key is None or not self.running or threading.current_thread() is self._thread:
+            return 0  # nothing here to wait for (or the hub thread itself: it applies it later)
+        awaited = Awaited(key)
+        self._inbox.await_control(awaited)
+        if not awaited.done.acquire(True, _CONTROL_WAIT):
+            log.warning("sse_kit: this worker has not read the control entry %s within %gs; "
+                        "it ends its streams when it does", entry_id, _CONTROL_WAIT)
+            return 0
+        return awaited.result
+
+    def presence(self, pattern: str = "*") -> dict[str, int]:
+        """The client IDs matching *pattern* that have streams open, with how
+        many each, sorted by ID: across the cluster with a backplane that keeps
+        a roster (:class:`sse_kit.redis.RedisBackplane`; a worker that died
+        without stopping counts until ``presence_ttl`` has passed), else on this hub.
+
+        :raises InvalidPattern: if *pattern* is empty or not a ``str``.
+        :raises BackplaneUnavailable: if the backplane's roster cannot be read in time.
+        :raises HubNotRunning: with such a backplane, if the hub was stopped in this
+            process; a hub that never ran starts here.
+        """
+        compiled = compile_pattern(pattern)
+        if self._cluster is not None:
+            self._ensure_running("presence()")
+            assert self._presence is not None
+            counts = self._presence.count(compiled)
+        else:
+            counts = self._call(lambda: self._router.presence(compiled), {})
+        return dict(sorted(counts.items()))
 
     def _call(self, fn: Callable[[], T], default: T) -> T:
         """Run *fn* on the hub thread and return its result (*default* if stopped)."""

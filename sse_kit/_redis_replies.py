@@ -4,7 +4,9 @@ still holds every entry after an ID.
 Pure functions over what redis-py returns, parsed (``redis.Redis``) or raw (a
 cluster transaction does not parse); no I/O, so the rules are tested on their own.
 An entry is ``p <pattern> b <encoded event>``; a *genesis* entry (``g 1``) starts
-every stream, so that a stream made anew is told apart from a trimmed one.
+every stream, so that a stream made anew is told apart from a trimmed one; a
+*control* entry is ``x <action> t <pattern>`` (no ``p`` field, so a reader that
+predates control entries skips it as it skips a genesis entry).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._backplane import Entry
+from ._backplane import Control, Entry, Item
 from ._history import RESET_EXPIRED, RESET_LOST, RESET_UNKNOWN, StreamKey, parse_stream_id
 
 __all__ = [
+    "ACTION",
     "BODY",
     "GENESIS",
     "PATTERN",
+    "TARGET",
     "ZERO",
     "Info",
     "as_str",
@@ -26,6 +30,7 @@ __all__ = [
     "entries",
     "format_id",
     "info_of",
+    "items",
     "key_of",
     "xrange_rows",
     "xread_rows",
@@ -35,6 +40,9 @@ __all__ = [
 PATTERN: Final = b"p"
 BODY: Final = b"b"
 GENESIS: Final = b"g"
+# Control entry fields: the action and the pattern it acts on.
+ACTION: Final = b"x"
+TARGET: Final = b"t"
 ZERO: Final = (0, 0)
 
 # Where the stream stands, from XINFO STREAM: (last-generated-id, first entry's ID,
@@ -115,14 +123,24 @@ def xread_rows(reply: Any) -> list[tuple[Any, Mapping[bytes, Any]]]:
 
 
 def entries(rows: list[tuple[Any, Mapping[bytes, Any]]]) -> list[Entry]:
-    """The events among *rows*; genesis entries are skipped."""
-    out: list[Entry] = []
+    """The events among *rows* (what a resume replays): genesis and control
+    entries are skipped (a control acted on the streams open when it was read)."""
+    return [item for item in items(rows) if isinstance(item, tuple)]
+
+
+def items(rows: list[tuple[Any, Mapping[bytes, Any]]]) -> list[Item]:
+    """The events and control entries among *rows*, in log order (what a reader
+    hands its hub); genesis entries are skipped."""
+    out: list[Item] = []
     for raw_id, fields in rows:
         pattern = fields.get(PATTERN)
-        if pattern is None:
-            continue
-        event_id = as_str(raw_id)
-        out.append((event_id, key_of(event_id), as_str(pattern), bytes(fields[BODY])))
+        if pattern is not None:
+            event_id = as_str(raw_id)
+            out.append((event_id, key_of(event_id), as_str(pattern), bytes(fields[BODY])))
+        elif (action := fields.get(ACTION)) is not None:
+            event_id = as_str(raw_id)
+            out.append(Control(event_id, key_of(event_id), as_str(action),
+                               as_str(fields[TARGET])))
     return out
 
 

@@ -19,6 +19,13 @@ is locked. Other threads reach a :class:`Router` only through the hub's inbox
 # drops the rest, and keeps dropping live events up to that ID until the reader
 # has passed it. So a resume has no gap and no duplicate, and the hub thread
 # never waits on the network.
+#
+# A control entry (a cluster-wide Hub.disconnect) comes through deliver() among
+# the events: the run before it is routed first, then it ends the streams it
+# matches, so each of them got every event logged before it and none after it.
+# The hub that wrote it waits (_controls.py) to learn how many streams it ended here.
+# Presence: with a roster (_presence.py) each stream that leaves the index is
+# told to it; without a backplane, join/leave events are published from here.
 
 from __future__ import annotations
 
@@ -26,11 +33,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from ._backplane import Backplane, Entry
+from ._backplane import DISCONNECT, Backplane, Control, Item
 from ._client import CLOSED, KICKED, SHUTDOWN, Client, SlowClientPolicy, deliver
-from ._event import encode_reset
+from ._controls import Controls
+from ._event import EVENT_TYPE_PRESENCE, encode_reset, presence_data
 from ._exceptions import HubFull
 from ._history import (
     NO_RESUME,
@@ -43,7 +51,10 @@ from ._history import (
 )
 from ._patterns import ClientIndex, Pattern, compile_pattern
 from ._stats import Counters
-from ._wire import with_id
+from ._wire import data_to_text, encode_fields, with_id
+
+if TYPE_CHECKING:
+    from ._presence import Presence
 
 __all__ = ["Router", "Settings", "_Catchup", "_Registration", "signal"]
 
@@ -121,12 +132,17 @@ class Settings(Protocol):
     max_event_size: int
     json_default: Callable[[Any], Any] | None
     backplane: Backplane | None
+    presence_events: Callable[[str], str | None] | None
 
 
 class Router:
-    """Clients by ID, the histories, and the limits a registration must pass."""
+    """Clients by ID, the histories, and the limits a registration must pass.
 
-    def __init__(self, settings: Settings) -> None:
+    :param presence: this run's roster keeper, told of every stream that leaves
+        (``None``: presence is this hub's own).
+    """
+
+    def __init__(self, settings: Settings, presence: Presence | None = None) -> None:
         size, ttl = settings.history_size, settings.history_ttl
         self.counters = settings.counters
         self.index = ClientIndex()
@@ -145,6 +161,11 @@ class Router:
         self._client_buffer_bytes = settings.client_buffer_bytes
         self._max_event_size = settings.max_event_size
         self._json_default = settings.json_default
+        self._presence = presence
+        # Join/leave events published here: only without a backplane (with a
+        # roster the presence thread announces them, cluster-wide).
+        self._announce = settings.presence_events if settings.backplane is None else None
+        self.controls = Controls()  # the control entries applied, and who waits for one
 
     # -- events: ID, history, match, deliver --------------------------------------
 
@@ -169,17 +190,25 @@ class Router:
                 log.debug("sse_kit: a broadcast to %r matched no stream", pattern_text)
         return reached
 
-    def deliver(self, entries: Sequence[Entry]) -> None:
+    def deliver(self, entries: Sequence[Item]) -> None:
         """Remember and route a batch a backplane reader read, in log order; each
-        run of entries to one pattern goes out as one batch."""
+        run of entries to one pattern goes out as one batch, and a control entry
+        is applied between the runs before and after it."""
         history = self.stream_history
         assert history is not None, "backplane entries on a hub without a backplane"
         run_pattern = ""
         pattern: Pattern | None = None
         keys: list[StreamKey] = []
         frames: list[bytes] = []
-        size = 0
-        for event_id, key, pattern_text, body in entries:
+        size = events = 0
+        for item in entries:
+            if isinstance(item, Control):
+                if pattern is not None:
+                    self._route(pattern, frames, keys)
+                    pattern = None
+                self._control(item)
+                continue
+            event_id, key, pattern_text, body = item
             if history.known and key <= history.last_key:
                 continue  # already routed (cannot happen with one reader; be safe)
             if pattern is None or pattern_text != run_pattern or (
@@ -193,14 +222,30 @@ class Router:
             keys.append(key)
             frames.append(frame)
             size += len(frame)
+            events += 1
         if pattern is not None:
             self._route(pattern, frames, keys)
+        if events:
+            self.counters.add("published", events)
         if entries:
-            self.counters.add("published", len(entries))
-            self.counters.set("backplane_lag_ms",
-                              max(0, int(time.time() * 1000) - entries[-1][1][0]))
+            last = entries[-1]
+            ms = last.key[0] if isinstance(last, Control) else last[1][0]
+            self.counters.set("backplane_lag_ms", max(0, int(time.time() * 1000) - ms))
         if self.catchups:
             self._settle()
+
+    def _control(self, control: Control) -> None:
+        """Apply a control entry read from the log (once)."""
+        if not self.controls.is_new(control.key):
+            return
+        n = 0
+        if control.action == DISCONNECT:
+            n = self.kick(compile_pattern(control.pattern))
+            if n:
+                self.counters.add("kicked", n)
+        else:  # from a newer sse_kit in the same cluster: nothing to do here
+            self.counters.add("cluster_errors")
+        self.controls.applied(control.key, n)
 
     def _route(self, pattern: Pattern, frames: Sequence[bytes], keys: Sequence[StreamKey]
                ) -> int:
@@ -269,6 +314,7 @@ class Router:
             log.error("sse_kit: backplane reported an invalid position %r", position)
             return
         self.stream_history.rebase(key)
+        self.controls.release(key)
         if reason is None:
             return
         for catchup in self.catchups.values():
@@ -300,6 +346,8 @@ class Router:
         if reg.thread_limit is not None:
             self._holding.add(client)
         self._count_changed()
+        if self._announce is not None and len(self.index.with_id(client.id)) == 1:
+            self._publish_presence(self._announce, client.id, "join")
         if reg.catchup is not None:
             self.counters.add("connects")  # counted once read (_commands.catch_up)
         elif reg.resume.reset is not None:
@@ -375,6 +423,31 @@ class Router:
         if self.index.remove(client):
             self.counters.add("disconnected")
             self._count_changed()
+            if self._presence is not None:
+                self._presence.leave(client.id)
+            elif self._announce is not None and not self.index.with_id(client.id):
+                self._publish_presence(self._announce, client.id, "leave")
+
+    def _publish_presence(self, route: Callable[[str], str | None], client_id: str,
+                          state: str) -> None:
+        """Publish *client_id*'s join or leave to where *route* sends it (this hub
+        only: it has no backplane)."""
+        try:
+            pattern = route(client_id)
+            if pattern is not None:
+                body = encode_fields(data_to_text(presence_data(client_id, state)),
+                                     event=EVENT_TYPE_PRESENCE)
+                self.publish(pattern, [body])
+        except Exception:  # the app's callable failed: the stream is fine
+            self.counters.add("cluster_errors")
+            log.exception("sse_kit: could not announce the %s of client %r", state, client_id)
+
+    def presence(self, pattern: Pattern) -> dict[str, int]:
+        """Streams per client ID matching *pattern*, on this hub."""
+        counts: dict[str, int] = {}
+        for client in self.index.match(pattern):
+            counts[client.id] = counts.get(client.id, 0) + 1
+        return counts
 
     def kick(self, pattern: Pattern) -> int:
         """End the streams *pattern* matches (``Hub.disconnect``); return how many."""
@@ -387,6 +460,7 @@ class Router:
 
     def end_all(self) -> int:
         """End every stream (the hub is stopping); return how many there were."""
+        self.controls.release(None)
         for client in list(self.index.clients()):
             client._finish(SHUTDOWN)
         n = len(self.index)

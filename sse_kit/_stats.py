@@ -47,12 +47,14 @@ COUNTERS: Final[Mapping[str, str]] = {
     "unmatched": "Broadcasts that matched no stream of this hub.",
     "misconfigured": "Warnings about a setup that costs streams or events (each names its fix).",
     "expired": "Streams ended by max_age (they resume on reconnect).",
-    "kicked": "Streams ended by Hub.disconnect().",
+    "kicked": "Streams ended by Hub.disconnect() (here, or a control entry from the backplane).",
     "too_large": "Broadcasts refused because the encoded event exceeded max_event_size.",
     "backplane_published": "Broadcasts this hub appended to the backplane's log.",
     "backplane_errors": "Failed backplane operations (a publish, a read, a reconnect attempt).",
     "backplane_reconnects": "Times the backplane reader got its connection back after errors.",
     "backplane_gaps": "Times the backplane's log was lost or trimmed under the reader.",
+    "cluster_errors": "Failed roster operations or presence announcements (streams were "
+                      "admitted on this worker's own count meanwhile), or unknown control entries.",
 }
 
 # Every gauge stats() reports: name -> meaning.

@@ -10,6 +10,12 @@ Install with ``pip install sse_kit[redis]``; needs Redis 6.2 or newer.
   its hub, so each worker routes the stream to its own clients.
 * A resume the hub's history cannot serve is an ``XRANGE`` after the browser's
   ``Last-Event-ID``, bounded by ``maxlen`` (approximate trimming).
+* ``hub.disconnect(pattern)`` appends a *control* entry (``x disconnect t
+  <pattern>``) to the same stream, so every hub ends the matching streams at
+  the same place among the events.
+* Each hub process keeps its streams' count per client ID in a *roster* (keys
+  ``<stream>:roster*``, see ``docs/redis.md``), renewed by
+  heartbeats, for ``max_clients_per_id`` across the cluster and ``hub.presence()``.
 * Every stream starts with a *genesis* entry (no pattern, never delivered), so a
   stream that was lost (Redis restarted empty) and made anew is told apart from
   one that was only trimmed: streams that may have missed events get ``reset``.
@@ -25,7 +31,6 @@ before gunicorn forks its workers is safe to share.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
@@ -43,14 +48,17 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     ) from exc
 
 from ._backplane import Feed, Replay
+from ._cluster import Roster
 from ._exceptions import BackplaneUnavailable
 from ._history import RESET_LOST, RESET_UNAVAILABLE, RESET_UNKNOWN, StreamKey
 from ._history import parse_stream_id as _parse_id
 from ._patterns import validate_pattern
 from ._redis_replies import (
+    ACTION,
     BODY,
     GENESIS,
     PATTERN,
+    TARGET,
     ZERO,
     Info,
     as_str,
@@ -58,10 +66,12 @@ from ._redis_replies import (
     entries,
     format_id,
     info_of,
+    items,
     key_of,
     xrange_rows,
     xread_rows,
 )
+from ._redis_roster import RedisRoster, drop_idle_connections
 from ._wire import data_to_text, encode_fields
 
 __all__ = ["RedisBackplane"]
@@ -171,24 +181,17 @@ class RedisBackplane:
 
     def _lost(self, exc: Exception) -> None:
         """After a failed command: drop this process's publishing client and its
-        pool, unless Redis answered (a ``ResponseError``). A command that timed
-        out may leave its reply unread on a pooled connection, and the next
-        command would read that stale reply as its own: redis-py's Sentinel
-        connections keep the connection after a read error
-        (``SentinelManagedConnection.read_response``), so a publish after a
-        timeout would report another event's ID while its own was never added."""
+        idle connections (:func:`~sse_kit._redis_roster.drop_idle_connections`:
+        one may hold the failed command's reply, which a later publish would take
+        for its own, reporting another event's ID), unless Redis answered (a
+        ``ResponseError``)."""
         if isinstance(exc, redis.ResponseError):
             return
         with self._lock:
             client, self._client = self._client, None
         if client is not None and self._pid == os.getpid():
-            # Only the idle connections (the one with the unread reply among them):
-            # another thread's command in flight keeps its own; the client and
-            # its pool go with the garbage once no thread uses them.
-            pool = getattr(client, "connection_pool", None)
-            if pool is not None:
-                with contextlib.suppress(Exception):
-                    pool.disconnect(inuse_connections=False)
+            # The client and its pool go with the garbage once no thread uses them.
+            drop_idle_connections(client)
 
     def close(self) -> None:
         """Release this process's publishing connections. Readers end with their hubs."""
@@ -226,7 +229,20 @@ class RedisBackplane:
 
         :raises BackplaneUnavailable: if Redis cannot be reached in time.
         """
-        return self._append([(pattern, body)])[0]
+        return self._append([{PATTERN: pattern.encode(), BODY: body}])[0]
+
+    def control(self, action: str, pattern: str) -> str:
+        """Append a control entry (``hub.disconnect()`` with this backplane) that
+        every hub applies where it stands among the events; return its ID.
+
+        :raises BackplaneUnavailable: if Redis cannot be reached in time.
+        """
+        return self._append([{ACTION: action.encode(), TARGET: pattern.encode()}])[0]
+
+    def roster(self, member: str, ttl: float) -> Roster:
+        """The roster entry of hub process *member*, lapsing *ttl* seconds after
+        its last heartbeat (the hub's presence thread uses it)."""
+        return RedisRoster(self, member, ttl)
 
     def broadcast_to_pattern(self, pattern: str, data: Any, *, event: str | None = None) -> None:
         """Send *data* to every client, on every hub following this stream, whose
@@ -256,10 +272,11 @@ class RedisBackplane:
             pattern, data, *rest = item
             validate_pattern(pattern)
             event = rest[0] if rest else None
-            batch.append((pattern, encode_fields(data_to_text(data), event=event)))
+            batch.append({PATTERN: pattern.encode(),
+                          BODY: encode_fields(data_to_text(data), event=event)})
         return self._append(batch) if batch else []
 
-    def _append(self, batch: list[tuple[str, bytes]]) -> list[str]:
+    def _append(self, batch: list[dict[bytes, bytes]]) -> list[str]:
         try:
             client = self._publisher()
             ids = self._xadd(client, batch)
@@ -278,17 +295,16 @@ class RedisBackplane:
             raise self._unavailable(exc) from exc
         return [as_str(event_id) for event_id in ids]
 
-    def _xadd(self, client: redis.Redis, batch: list[tuple[str, bytes]]) -> list[Any]:
+    def _xadd(self, client: redis.Redis, batch: list[dict[bytes, bytes]]) -> list[Any]:
         if len(batch) == 1:
-            pattern, body = batch[0]
-            return [self._xadd_one(client, pattern, body)]
+            return [self._xadd_one(client, batch[0])]
         pipe = client.pipeline(transaction=False)
-        for pattern, body in batch:
-            self._xadd_one(pipe, pattern, body)
+        for fields in batch:
+            self._xadd_one(pipe, fields)
         return list(pipe.execute())
 
-    def _xadd_one(self, client: Any, pattern: str, body: bytes) -> Any:
-        return client.xadd(self.stream, {PATTERN: pattern.encode(), BODY: body},
+    def _xadd_one(self, client: Any, fields: dict[bytes, bytes]) -> Any:
+        return client.xadd(self.stream, fields,
                            maxlen=self.maxlen, approximate=True, nomkstream=True)
 
     # -- reading ---------------------------------------------------------------
@@ -442,8 +458,8 @@ class _Reader:
                 return
         rows = xread_rows(reply)
         if rows:
-            events = entries(rows)
-            if events:
-                feed.deliver(events)
+            read = items(rows)
+            if read:
+                feed.deliver(read)
             self._last = key_of(rows[-1][0])
             self._check = len(rows) >= bp.count  # behind: make sure nothing was trimmed

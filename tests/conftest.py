@@ -15,12 +15,15 @@ import contextlib
 import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests._browser import Browser, missing_browser
 from tests._live import GunicornServer, RedisServer, ServerProcess, find_redis_server
+
+if TYPE_CHECKING:
+    from sse_kit import Hub
 
 # The servers a test started, so that a failed test's report can show their logs.
 _SERVERS = pytest.StashKey[list[ServerProcess]]()
@@ -156,3 +159,28 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         pytest.fail("openssl not found: the TLS tests make their certificate with it"
                     " (Debian package openssl)", pytrace=False)
     return cert, key
+
+
+@pytest.fixture
+def redis_hubs(server: RedisServer) -> Iterator[Callable[..., Hub]]:
+    """Factory: ``redis_hubs(*, stream="sse_kit", bp={...}, **options)`` -> a started
+    hub with a :class:`sse_kit.redis.RedisBackplane` (options *bp*) on the test
+    module's ``server`` fixture (a started :class:`tests._live.RedisServer`);
+    each is stopped, and its backplane closed, after the test."""
+    from sse_kit import Hub  # only where a test asks for it (so does redis)
+    from sse_kit.redis import RedisBackplane
+
+    started: list[Hub] = []
+
+    def make(*, stream: str = "sse_kit", bp: dict[str, object] | None = None,
+             **options: object) -> Hub:
+        backplane = RedisBackplane(server.url, stream=stream, **(bp or {}))  # type: ignore[arg-type]
+        hub = Hub(backplane=backplane, **{"keepalive_interval": 30, **options})  # type: ignore[arg-type]
+        started.append(hub.start())
+        return hub
+
+    yield make
+    for hub in started:
+        hub.stop()
+        assert hub.backplane is not None
+        hub.backplane.close()

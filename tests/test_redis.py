@@ -39,22 +39,8 @@ def admin(server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def hubs(server: RedisServer) -> Iterator[Callable[..., Hub]]:
-    """Factory: a started hub following the test server's stream (``sse_kit``)."""
-    started: list[Hub] = []
-
-    def make(*, stream: str = "sse_kit", bp: dict[str, object] | None = None,
-             **options: object) -> Hub:
-        backplane = RedisBackplane(server.url, stream=stream, **(bp or {}))  # type: ignore[arg-type]
-        hub = Hub(backplane=backplane, **{"keepalive_interval": 30, **options})  # type: ignore[arg-type]
-        started.append(hub.start())
-        return hub
-
-    yield make
-    for hub in started:
-        hub.stop()
-        assert hub.backplane is not None
-        hub.backplane.close()
+def hubs(redis_hubs: Callable[..., Hub]) -> Callable[..., Hub]:
+    return redis_hubs
 
 
 def position(hub: Hub) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from sse_kit._backplane import Control
 from sse_kit._redis_replies import (
     ZERO,
     Info,
@@ -13,6 +14,7 @@ from sse_kit._redis_replies import (
     entries,
     format_id,
     info_of,
+    items,
     key_of,
     xrange_rows,
     xread_rows,
@@ -80,6 +82,15 @@ def test_xread_replies_give_the_events_and_skip_the_genesis(reply: Any) -> None:
     rows = xread_rows(reply)
     assert [r[0] for r in rows] == [b"7-0", b"7-1"]
     assert entries(rows) == WANT
+
+
+def test_control_entries_come_in_log_order_and_a_replay_skips_them() -> None:
+    rows = xrange_rows([*ROWS_RAW, [b"7-2", [b"x", b"disconnect", b"t", b"user:1"]],
+                        [b"7-3", [b"p", b"user:*", b"b", b"data: after\n\n"]]])
+    assert items(rows) == [
+        *WANT, Control("7-2", (7, 2), "disconnect", "user:1"),
+        ("7-3", (7, 3), "user:*", b"data: after\n\n")]
+    assert entries(rows) == [*WANT, ("7-3", (7, 3), "user:*", b"data: after\n\n")]
 
 
 def test_xrange_and_empty_replies() -> None:

@@ -9,6 +9,7 @@ gives every connection a random ``anon:`` ID).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, jsonify, request
@@ -25,7 +26,9 @@ def _env(name: str, default: Any, cast: Any = int) -> Any:
 
 def make_hub() -> Hub:
     """A hub configured from ``SSE_*`` environment variables; ``SSE_REDIS_URL``
-    gives it a Redis backplane (``SSE_REDIS_STREAM``, ``SSE_REDIS_MAXLEN``)."""
+    gives it a Redis backplane (``SSE_REDIS_STREAM``, ``SSE_REDIS_MAXLEN``);
+    ``SSE_PRESENCE_EVENTS`` is the pattern every client ID's join/leave goes to
+    (but those of IDs starting with ``watch:``)."""
     backplane = None
     if url := os.environ.get("SSE_REDIS_URL"):
         from sse_kit.redis import RedisBackplane
@@ -41,7 +44,16 @@ def make_hub() -> Hub:
         slow_client=_env("SSE_SLOW", None, str),
         retry=_env("SSE_RETRY", 3000),
         fast_path=_env("SSE_FAST_PATH", 1) == 1,
+        max_clients_per_id=_env("SSE_PER_ID", 10),
+        presence_ttl=_env("SSE_PRESENCE_TTL", 15.0, float),
+        presence_events=_presence_route(os.environ.get("SSE_PRESENCE_EVENTS")),
     )
+
+
+def _presence_route(pattern: str | None) -> Callable[[str], str | None] | None:
+    if pattern is None:
+        return None
+    return lambda client_id: None if client_id.startswith("watch:") else pattern
 
 
 def create_app() -> Flask:
@@ -75,6 +87,18 @@ def create_app() -> Flask:
         except BackplaneUnavailable as exc:
             return jsonify(error=str(exc)), 503
         return jsonify(published=len(datas), pid=os.getpid())
+
+    @app.post("/disconnect")
+    def disconnect() -> ResponseReturnValue:
+        try:
+            ended = hub.disconnect(request.get_json()["pattern"])
+        except BackplaneUnavailable as exc:
+            return jsonify(error=str(exc)), 503
+        return jsonify(ended=ended, pid=os.getpid())
+
+    @app.get("/presence")
+    def presence() -> ResponseReturnValue:
+        return jsonify(hub.presence(request.args.get("pattern", "*")))
 
     @app.get("/stats")
     def stats() -> ResponseReturnValue:
