@@ -164,7 +164,11 @@ class StreamTable:
             if st is None or st.sent_headers:
                 return False
             st.sent_headers = True
-            self._h2.send_headers(stream_id, fields, end_stream=end_stream)
+            try:
+                self._h2.send_headers(stream_id, fields, end_stream=end_stream)
+            except h2.exceptions.ProtocolError:  # reset by the peer meanwhile
+                self._forget(st)
+                return False
             if end_stream:
                 self._forget(st)
         self.wake()
@@ -174,7 +178,7 @@ class StreamTable:
                            headers: Iterable[tuple[str, str]]) -> None:
         """Queue a 1xx response (e.g. 103 Early Hints)."""
         fields = [(":status", str(status))] + [(n.lower(), str(v)) for n, v in headers]
-        with self._lock:
+        with self._lock, contextlib.suppress(h2.exceptions.ProtocolError):
             if self._open(stream_id) is not None:
                 self._h2.send_headers(stream_id, fields)
         self.wake()
