@@ -11,6 +11,7 @@ RST_STREAM and GOAWAY, a client built on the ``h2`` package's state machine
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -186,6 +187,29 @@ def test_a_stream_whose_reader_stops_is_cut_or_dropped_and_its_siblings_get_ever
         h2c.close()
     if policy == "disconnect":
         assert "cut slow client 'slow:stalled'" in server.log_text()
+
+
+def test_a_full_hub_refuses_a_stream_over_http2_and_the_connection_lives_on(
+    gunicorn_server: Start, certificate: tuple[Path, Path]
+) -> None:
+    server = serve_h2(gunicorn_server, certificate, SSE_MAX_CLIENTS="2")
+    h2c = H2Client(server.host, server.port)
+    try:
+        streams = [h2c.get(f"/events/?cid=full:{i}", accept="text/event-stream")
+                   for i in range(2)]
+        h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in streams))
+        third = h2c.get("/events/?cid=full:2", accept="text/event-stream")
+        h2c.pump(lambda: third in h2c.ended)
+        assert h2c.status[third] == "503"
+        ping = h2c.get("/stats")
+        h2c.pump(lambda: ping in h2c.ended)
+        stats = json.loads(h2c.body[ping])
+        assert stats["refused"] == 1 and stats["clients"] == 2
+        with h1_client(server) as other:
+            other.post("/publish", json={"pattern": "full:*", "data": "still here"})
+        h2c.pump(lambda: all(datas(h2c.body[s]) == ["still here"] for s in streams))
+    finally:
+        h2c.close()
 
 
 def test_resume_over_http2_replays_what_was_missed(
