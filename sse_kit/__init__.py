@@ -34,6 +34,7 @@ from ._event import (
 from ._exceptions import (
     BackplaneUnavailable,
     EventTooLarge,
+    HubAlreadyRunning,
     HubFull,
     HubNotRunning,
     InvalidPattern,
@@ -67,6 +68,7 @@ __all__ = [
     "EventTooLarge",
     "Health",
     "Hub",
+    "HubAlreadyRunning",
     "HubFull",
     "HubNotRunning",
     "InvalidPattern",

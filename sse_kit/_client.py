@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._exceptions import EventTooLarge
+from ._options import check_int, check_str, check_type, value_error
 from ._wire import data_to_text, encode_fields, frame_chunk
 
 if TYPE_CHECKING:
@@ -86,25 +87,20 @@ class ClientOption:
 
 def with_metadata(key: str, value: Any) -> ClientOption:
     """Option: set metadata *key* to *value* on the client."""
-    if not isinstance(key, str):
-        raise TypeError(f"metadata key must be a str, not {type(key).__name__}")
+    check_type("metadata key", key, str)
     return ClientOption("metadata", value, key)
 
 
 def with_session_id(session_id: str) -> ClientOption:
     """Option: set the client's session ID."""
-    return ClientOption("session_id", _opt_str("session_id", session_id))
+    check_type("session_id", session_id, str, optional=True)
+    return ClientOption("session_id", session_id)
 
 
 def with_user_id(user_id: str) -> ClientOption:
     """Option: set the client's user ID."""
-    return ClientOption("user_id", _opt_str("user_id", user_id))
-
-
-def _opt_str(name: str, value: object) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
-    return value
+    check_type("user_id", user_id, str, optional=True)
+    return ClientOption("user_id", user_id)
 
 
 def _check_encodable(name: str, value: str | None) -> None:
@@ -113,7 +109,29 @@ def _check_encodable(name: str, value: str | None) -> None:
         try:
             value.encode()
         except UnicodeEncodeError:
-            raise ValueError(f"{name} must be encodable as UTF-8, got {value!r}") from None
+            raise value_error(name, "encodable as UTF-8", value) from None
+
+
+def _gather(
+    options: tuple[ClientOption, ...], metadata: Mapping[str, Any] | None,
+    session_id: str | None, user_id: str | None,
+) -> tuple[dict[str, Any], str | None, str | None]:
+    """The metadata, session ID and user ID of a client: the keyword arguments,
+    then the :class:`ClientOption` values, which win."""
+    check_type("metadata", metadata, Mapping, optional=True, what="a mapping")
+    check_type("session_id", session_id, str, optional=True)
+    check_type("user_id", user_id, str, optional=True)
+    meta = dict(metadata or {})
+    for option in options:
+        check_type("options", option, ClientOption)
+        if option.name == "metadata":
+            assert option.key is not None
+            meta[option.key] = option.value
+        elif option.name == "session_id":
+            session_id = option.value
+        else:
+            user_id = option.value
+    return meta, session_id, user_id
 
 
 class Client:
@@ -128,7 +146,8 @@ class Client:
     :param user_id: the user this connection belongs to.
     :param buffer: how many events may wait for the stream to write them.
     :param last_event_id: the ``Last-Event-ID`` the browser resumed with.
-    :raises TypeError: if *id* is not a ``str``.
+    :raises TypeError: if an argument is of the wrong type (*id* not a ``str``,
+        *buffer* not an ``int``, ...); the message names it.
     :raises ValueError: if *id* is empty, *id* or *last_event_id* holds a lone
         surrogate, or *buffer* is smaller than 1.
     """
@@ -152,35 +171,18 @@ class Client:
         buffer: int = 256,
         last_event_id: str | None = None,
     ) -> None:
-        if not isinstance(id, str):
-            raise TypeError(f"client id must be a str, not {type(id).__name__}")
-        if not id:
-            raise ValueError("client id must not be empty")
-        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-            raise ValueError(f"buffer must be an int >= 1, got {buffer!r}")
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
-        meta = dict(metadata or {})
-        session_id = _opt_str("session_id", session_id)
-        user_id = _opt_str("user_id", user_id)
-        for option in options:
-            if not isinstance(option, ClientOption):
-                raise TypeError(f"options must be ClientOption, not {type(option).__name__}")
-            if option.name == "metadata":
-                assert option.key is not None
-                meta[option.key] = option.value
-            elif option.name == "session_id":
-                session_id = option.value
-            else:
-                user_id = option.value
+        check_str("client id", id)
+        check_int("buffer", buffer, 1)
+        check_type("last_event_id", last_event_id, str, optional=True)
+        _check_encodable("client id", id)
+        _check_encodable("last_event_id", last_event_id)
+        meta, session_id, user_id = _gather(options, metadata, session_id, user_id)
         self._id = id
         self._metadata: Mapping[str, Any] = MappingProxyType(meta)
         self._session_id = session_id
         self._user_id = user_id
         self._buffer = buffer
-        self.last_event_id = _opt_str("last_event_id", last_event_id)
-        _check_encodable("client id", id)
-        _check_encodable("last_event_id", last_event_id)
+        self.last_event_id = last_event_id
         # _lock guards _frames, _bytes, _end, _waiting, _sink and, once the stream
         # has detached, the OwnedSocket's tail and socket (sse_kit._outlet). Held
         # by the hub thread (or a send() caller) to append one frame or to make
@@ -423,18 +425,14 @@ def deliver(
     """Offer a batch of broadcasts to each of *clients*: the hub thread's hot loop.
 
     *frames* are consecutive broadcasts to the same recipients, oldest first
-    (usually one; several when they waited in the hub's inbox together). A
-    detached stream gets them all as ONE chunk, written at once or kept in its
-    tail (:meth:`sse_kit._outlet.OwnedSocket.send`); a parked stream gets each
-    queued in its outbox as by :meth:`Client._offer`.
-
-    :param may_cut: whether a full outbox may end a stream under the
-        "disconnect" policy (see :meth:`Client._offer`).
+    (several when they waited in the hub's inbox together). A detached stream gets
+    them as ONE chunk, written at once or kept in its tail (``OwnedSocket.send``);
+    a parked stream gets each queued as by :meth:`Client._offer`. *may_cut*: whether
+    a full outbox may end a stream under the "disconnect" policy.
 
     :returns: how many open streams were offered the batch, then how many
         deliveries (client x event) were (written at once, queued, kept in a
-        detached stream's tail, dropped, cut); streams that had already ended
-        are not counted.
+        detached stream's tail, dropped, cut); streams already ended are not counted.
     """
     n = len(frames)
     # Joined (and framed as an HTTP/1.1 chunk) once, at the first detached

@@ -1,6 +1,13 @@
 """The hub's inbox: the commands other threads hand the hub thread, and the loop
 that runs them (see the ``design`` note in :mod:`sse_kit._hub`)."""
 
+# design:
+# Broadcasts to one pattern already waiting in the inbox, one behind the other, are
+# routed as one batch (Inbox._gather): each keeps its own ID and history entry, a
+# detached stream gets the batch in one write, a parked stream gets each event
+# queued under the usual limits. Nothing waits to fill a batch; one forms only when
+# the hub thread is behind (bursts, high rates).
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +15,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from ._backplane import Backplane, Feed, Item
 from ._client import Client
@@ -34,6 +41,20 @@ __all__ = [
 ]
 
 log = logging.getLogger("sse_kit._hub")
+T = TypeVar("T")
+
+# How long a thread waiting for the hub thread's answer waits before it checks
+# that the hub thread still runs.
+_POLL: Final = 0.5
+
+
+def _answered(done: threading.Lock, running: Callable[[], bool]) -> bool:
+    """Wait until *done* is released (the hub thread answered); ``False`` if the
+    hub stopped first."""
+    while not done.acquire(True, _POLL):
+        if not running():
+            return False
+    return True
 
 
 class Command:
@@ -187,19 +208,34 @@ class Inbox:
         self._queue.put(Publish(pattern, body, receipt))
         return receipt
 
-    def register(self, reg: _Registration) -> None:
-        """A new stream; ``reg.done`` is released once it is answered."""
+    def register(self, reg: _Registration, running: Callable[[], bool],
+                 backplane: Backplane | None, counters: Counters) -> None:
+        """A new stream: return once the hub thread has registered it, and its
+        resume is read (from *backplane* when the history could not serve it).
+
+        :raises HubFull: if a limit refused it.
+        :raises HubNotRunning: if the hub stopped first (*running* says whether it runs).
+        """
         self._queue.put(Register(reg))
+        if not _answered(reg.done, running):
+            raise HubNotRunning("the hub stopped before the stream was registered "
+                                "(hub.stop(), or the worker is shutting down)")
+        if reg.error is not None:
+            raise reg.error
+        if reg.catchup is not None:
+            assert backplane is not None, "a catch-up on a hub without a backplane"
+            self._catch_up(reg, backplane, counters)
 
     def unregister(self, client: Client) -> None:
         """A stream that ended."""
         self._queue.put(Unregister(client))
 
-    def call(self, fn: Callable[[], Any], default: Any) -> Call:
-        """Run *fn* on the hub thread; wait on the returned call's ``done``."""
+    def call(self, fn: Callable[[], T], default: T, running: Callable[[], bool]) -> T:
+        """Run *fn* on the hub thread and return its result, or *default* if the
+        hub stopped first (*running* says whether it runs) or *fn* failed."""
         call = Call(fn, default)
         self._queue.put(call)
-        return call
+        return cast(T, call.result) if _answered(call.done, running) else default
 
     def await_control(self, awaited: Awaited) -> None:
         """Answer *awaited* once its control entry is applied on the hub thread."""
@@ -219,7 +255,7 @@ class Inbox:
             counters=counters,
         )
 
-    def catch_up(self, reg: _Registration, backplane: Backplane, counters: Counters) -> None:
+    def _catch_up(self, reg: _Registration, backplane: Backplane, counters: Counters) -> None:
         """On the request thread: read the resume the stream history could not
         serve from the log into *reg*, then hand ``reg.catchup`` back to the hub
         thread (:meth:`Router.resumed`), which holds live events for the client

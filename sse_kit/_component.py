@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._hub import Hub
+from ._options import check_type, value_error
 
 __all__ = ["Broadcaster", "Component", "Description", "Health"]
 
@@ -64,8 +65,10 @@ class Component:
     """
 
     def __init__(self, hub: Hub | None = None, *, path: str = "/events") -> None:
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ValueError(f"path must be a str starting with '/', got {path!r}")
+        check_type("hub", hub, Hub, optional=True)
+        check_type("path", path, str)
+        if not path.startswith("/"):
+            raise value_error("path", "a str starting with '/'", path)
         self._hub = hub if hub is not None else Hub()
         self._path = path
 

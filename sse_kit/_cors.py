@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Response
 
+from ._options import check_int, check_str, check_type, type_error
+
 __all__ = ["CORSPolicy"]
 
 # Request headers a cross-origin stream may send: EventSource sends Last-Event-ID
@@ -30,8 +32,7 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 def _normalise_origin(origin: object) -> str:
     """*origin* as a browser serialises it (``scheme://host[:port]``), or ValueError."""
-    if not isinstance(origin, str):
-        raise TypeError(f"cors_origins must hold str origins, not {type(origin).__name__}")
+    origin = check_str("an origin in cors_origins", origin)
     if origin in ("*", "null"):
         raise ValueError(
             f"cors_origins must list exact origins; {origin!r} would admit any page"
@@ -91,12 +92,10 @@ class CORSPolicy:
     def __init__(
         self, origins: Iterable[str], *, credentials: bool = False, max_age: int = 600
     ) -> None:
-        if isinstance(origins, (str, bytes)):
-            raise TypeError("cors_origins must be a list of origins, not a single str")
-        if not isinstance(credentials, bool):
-            raise TypeError(f"cors_credentials must be a bool, not {type(credentials).__name__}")
-        if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0:
-            raise ValueError(f"cors_max_age must be an int >= 0 seconds, got {max_age!r}")
+        if isinstance(origins, (str, bytes)) or not isinstance(origins, Iterable):
+            raise type_error("cors_origins", "a list of origins", origins)
+        check_type("cors_credentials", credentials, bool)
+        check_int("cors_max_age", max_age, 0, unit="seconds")
         self.origins = frozenset(_normalise_origin(o) for o in origins)
         if not self.origins:
             raise ValueError("cors_origins must name at least one origin; use None for no CORS")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._options import check_str
 from ._wire import (
     EventData,
     data_to_text,
@@ -99,11 +100,7 @@ class ConnectedEvent:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        client_id: object = self.client_id  # typed str, but checked: it comes from apps
-        if not isinstance(client_id, str):
-            raise TypeError(f"client_id must be a str, not {type(client_id).__name__}")
-        if not client_id:
-            raise ValueError("client_id must not be empty")
+        check_str("client_id", self.client_id)  # typed str, but checked: it comes from apps
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object: ``client_id`` always, the other keys only when non-empty."""

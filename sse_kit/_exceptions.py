@@ -1,17 +1,25 @@
 """The exceptions sse_kit raises.
 
-Every exception derives from :class:`SSEKitError`, so ``except SSEKitError``
-catches anything this library raises on purpose. Where the meaning matches a
-builtin, the builtin is mixed in, so callers that already catch ``ValueError``
-or ``RuntimeError`` keep working::
+Every exception below derives from :class:`SSEKitError`, so ``except SSEKitError``
+catches every refusal this library makes on purpose at run time. Where the meaning
+matches a builtin, the builtin is mixed in, so callers that already catch
+``ValueError`` or ``RuntimeError`` keep working::
 
     SSEKitError
-    ├── InvalidPattern(SSEKitError, ValueError)     a client-ID glob is empty or not a str
+    ├── InvalidPattern(SSEKitError, ValueError)     a client-ID glob is empty
     ├── EventTooLarge(SSEKitError, ValueError)      an encoded event exceeds max_event_size
     ├── HubNotRunning(SSEKitError, RuntimeError)    the hub thread is not running
+    ├── HubAlreadyRunning(SSEKitError, RuntimeError)
+    │                                               Hub.run() on a hub already running here
     ├── HubFull(SSEKitError, RuntimeError)          max_clients (or max_clients_per_id) reached
     └── BackplaneUnavailable(SSEKitError, ConnectionError)
                                                     the broker behind a backplane cannot be reached
+
+An argument of the wrong type or value (a ``Hub`` option, a ``Client`` ID of
+another type, a pattern that is not a ``str``) is a mistake in the calling code,
+not a condition to handle: it raises a plain ``TypeError`` (wrong type) or
+``ValueError`` (wrong value) naming the argument, what was expected and what was
+received (one rule, checked in one place: ``sse_kit._options``).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "BackplaneUnavailable",
     "EventTooLarge",
+    "HubAlreadyRunning",
     "HubFull",
     "HubNotRunning",
     "InvalidPattern",
@@ -32,7 +41,7 @@ class SSEKitError(Exception):
 
 class InvalidPattern(SSEKitError, ValueError):
     """Raised by :meth:`Hub.broadcast_to_pattern` and :meth:`Hub.disconnect` when the
-    client-ID pattern is empty or not a string."""
+    client-ID pattern is empty (one that is not a ``str`` raises ``TypeError``)."""
 
 
 class EventTooLarge(SSEKitError, ValueError):
@@ -44,6 +53,11 @@ class HubNotRunning(SSEKitError, RuntimeError):
     """Raised when a client is registered or an event is broadcast on a hub that
     was stopped in this process (:meth:`Hub.stop`, or a worker shutting down).
     A hub that never ran in this process starts itself instead."""
+
+
+class HubAlreadyRunning(SSEKitError, RuntimeError):
+    """Raised by :meth:`Hub.run` when the hub already runs in this process (in
+    another thread, or started by :meth:`Hub.start` or on first use)."""
 
 
 class HubFull(SSEKitError, RuntimeError):

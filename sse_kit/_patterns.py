@@ -23,6 +23,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Final
 
 from ._exceptions import InvalidPattern
+from ._options import check_str
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -44,11 +45,9 @@ def validate_pattern(pattern: object) -> str:
 
     :raises InvalidPattern: if *pattern* is not a ``str`` or is empty.
     """
-    if not isinstance(pattern, str):
-        raise InvalidPattern(f"pattern must be a str, not {type(pattern).__name__}")
-    if not pattern:
+    if pattern == "":
         raise InvalidPattern("pattern must not be empty; use '*' to address every client")
-    return pattern
+    return check_str("pattern", pattern)
 
 
 class Pattern:

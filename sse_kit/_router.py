@@ -13,7 +13,7 @@ is locked. Other threads reach a :class:`Router` only through the hub's inbox
 # then _route() matches its pattern and _deliver() offers it to the clients, a
 # run of events to one pattern as one batch (a detached stream gets it in one
 # write). A resume the stream history cannot serve is read from the backplane's
-# log by the request thread (_commands.catch_up, never the hub thread): the client is
+# log by the request thread (Inbox.register, never the hub thread): the client is
 # registered first, and until the read is done the router *holds* the live
 # events for it; then it releases those newer than the last replayed ID and
 # drops the rest, and keeps dropping live events up to that ID until the reader
@@ -33,10 +33,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
-from ._backplane import DISCONNECT, Backplane, Control, Item
-from ._client import CLOSED, KICKED, SHUTDOWN, Client, SlowClientPolicy, deliver
+from ._backplane import DISCONNECT, Control, Item
+from ._client import CLOSED, KICKED, SHUTDOWN, Client, deliver
 from ._controls import Controls
 from ._event import EVENT_TYPE_PRESENCE, encode_reset, presence_data
 from ._exceptions import HubFull
@@ -49,6 +49,7 @@ from ._history import (
     StreamKey,
     parse_stream_id,
 )
+from ._hub_options import HubOptions
 from ._patterns import ClientIndex, Pattern, compile_pattern
 from ._stats import Counters
 from ._wire import data_to_text, encode_fields, with_id
@@ -56,11 +57,9 @@ from ._wire import data_to_text, encode_fields, with_id
 if TYPE_CHECKING:
     from ._presence import Presence
 
-__all__ = ["Router", "Settings", "_Catchup", "_Registration", "signal"]
+__all__ = ["Router", "_Catchup", "_Registration", "signal"]
 
 log = logging.getLogger("sse_kit._hub")
-
-MIB: Final = 1024 * 1024
 
 # At most this many events (or about this many bytes) go out as one batch: a
 # fast-path client gets the batch in one write, which should fit a socket's
@@ -119,22 +118,6 @@ class _Registration:
         self.catchup: _Catchup | None = None  # set when the backplane must serve the resume
 
 
-class Settings(Protocol):
-    """What a router reads of its hub's configuration (a :class:`sse_kit.Hub`)."""
-
-    counters: Counters
-    history_size: int
-    history_ttl: float
-    slow_client: SlowClientPolicy
-    max_clients: int | None
-    max_clients_per_id: int | None
-    client_buffer_bytes: int
-    max_event_size: int
-    json_default: Callable[[Any], Any] | None
-    backplane: Backplane | None
-    presence_events: Callable[[str], str | None] | None
-
-
 class Router:
     """Clients by ID, the histories, and the limits a registration must pass.
 
@@ -142,29 +125,25 @@ class Router:
         (``None``: presence is this hub's own).
     """
 
-    def __init__(self, settings: Settings, presence: Presence | None = None) -> None:
-        size, ttl = settings.history_size, settings.history_ttl
-        self.counters = settings.counters
+    def __init__(self, options: HubOptions, counters: Counters,
+                 presence: Presence | None = None) -> None:
+        size, ttl = options.history_size, options.history_ttl
+        self.options = options
+        self.counters = counters
         self.index = ClientIndex()
         self.history = History(size=size, ttl=ttl)
         # With a backplane, event IDs are the log's, kept in a stream history.
         self.stream_history: StreamHistory | None = None
-        if settings.backplane is not None:
+        if options.backplane is not None:
             self.stream_history = StreamHistory(size=size, ttl=ttl)
         self.catchups: dict[Client, _Catchup] = {}  # resumes being read from the log
         self.client_count = 0  # written here, read by any thread (an int: atomic)
         # Streams registered with a thread_limit: they hold a server thread each.
         self._holding: set[Client] = set()
-        self._slow_client = settings.slow_client
-        self._max_clients = settings.max_clients
-        self._max_clients_per_id = settings.max_clients_per_id
-        self._client_buffer_bytes = settings.client_buffer_bytes
-        self._max_event_size = settings.max_event_size
-        self._json_default = settings.json_default
         self._presence = presence
         # Join/leave events published here: only without a backplane (with a
         # roster the presence thread announces them, cluster-wide).
-        self._announce = settings.presence_events if settings.backplane is None else None
+        self._announce = options.presence_events if options.backplane is None else None
         self.controls = Controls()  # the control entries applied, and who waits for one
 
     # -- events: ID, history, match, deliver --------------------------------------
@@ -333,8 +312,9 @@ class Router:
         if self._refused(reg):
             reg.done.release()
             return
-        client._configure(self._slow_client, self._client_buffer_bytes, self._max_event_size,
-                          self._json_default)
+        options = self.options
+        client._configure(options.slow_client, options.client_buffer_bytes,
+                          options.max_event_size, options.json_default)
         reg.position = history.last_id
         if self.stream_history is not None:
             self._resume_from_stream(reg, self.stream_history)
@@ -349,7 +329,7 @@ class Router:
         if self._announce is not None and len(self.index.with_id(client.id)) == 1:
             self._publish_presence(self._announce, client.id, "join")
         if reg.catchup is not None:
-            self.counters.add("connects")  # counted once read (_commands.catch_up)
+            self.counters.add("connects")  # counted once read (Inbox.register)
         elif reg.resume.reset is not None:
             self.counters.add_many(connects=1, resets=1)
         elif client.last_event_id is not None:
@@ -387,13 +367,14 @@ class Router:
                 "ones ordinary requests need; try again later", limit="threads")
             self.counters.add("refused")
             return True
-        if self._max_clients is not None and len(index) >= self._max_clients:
+        max_clients = self.options.max_clients
+        if max_clients is not None and len(index) >= max_clients:
             self._reap(index.clients())
-        if self._max_clients is not None and len(index) >= self._max_clients:
-            reg.error = HubFull(f"this hub already serves max_clients={self._max_clients} streams")
+        if max_clients is not None and len(index) >= max_clients:
+            reg.error = HubFull(f"this hub already serves max_clients={max_clients} streams")
             self.counters.add("refused")
             return True
-        per_id = self._max_clients_per_id
+        per_id = self.options.max_clients_per_id
         if per_id is not None and len(index.with_id(client.id)) >= per_id:
             self._reap(index.with_id(client.id))
         if per_id is not None and len(index.with_id(client.id)) >= per_id:

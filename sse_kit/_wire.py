@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
+from ._options import check_int, check_str
+
 __all__ = [
     "LAST_CHUNK",
     "EventData",
@@ -207,8 +209,7 @@ def frame_chunk(frame: bytes) -> bytes:
 
 
 def _check_name(field: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{field} must be a str, not {type(value).__name__}")
+    value = check_str(field, value, empty=True)
     bad = _BAD_NAME_CHAR.search(value)
     if bad is not None:
         raise ValueError(
@@ -220,16 +221,11 @@ def _check_name(field: str, value: object) -> str:
 
 def _check_retry(retry: object) -> int:
     # #processField: only ASCII digits are a reconnection time, so no sign.
-    if isinstance(retry, bool) or not isinstance(retry, int):
-        raise TypeError(f"retry must be an int (milliseconds), not {type(retry).__name__}")
-    if retry < 0:
-        raise ValueError(f"retry must be >= 0 milliseconds, got {int(retry)}")
-    return int(retry)
+    return int(check_int("retry", retry, 0, unit="milliseconds"))
 
 
 def _encode_lines(prefix: str, field: str, text: object) -> bytes:
-    if not isinstance(text, str):
-        raise TypeError(f"{field} must be a str, not {type(text).__name__}")
+    text = check_str(field, text, empty=True)
     # A lone CR is a line break too (#parsing-an-event-stream), so split on all three.
     lines = _LINE_BREAK.split(text) if "\r" in text else text.split("\n")
     out = prefix + ("\n" + prefix).join(lines) + "\n\n"

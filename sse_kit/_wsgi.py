@@ -27,6 +27,7 @@ from ._cors import CORSPolicy
 from ._exceptions import HubFull, HubNotRunning
 from ._history import MAX_EVENT_ID_LENGTH
 from ._hub import Hub
+from ._options import check_type, type_error
 from ._socket import guard, peer_probe
 
 __all__ = ["serve_sse"]
@@ -202,18 +203,14 @@ def _environ_of(
 ) -> Mapping[str, Any]:
     """The WSGI environ of *request_or_environ*, once serve_sse's arguments are
     of the types it takes."""
-    if not isinstance(hub, Hub):
-        raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
-    if cors is not None and not isinstance(cors, CORSPolicy):
-        raise TypeError(f"cors must be a sse_kit.CORSPolicy, not {type(cors).__name__}")
+    check_type("hub", hub, Hub)
+    check_type("cors", cors, CORSPolicy, optional=True)
     if isinstance(request_or_environ, Request):
         return request_or_environ.environ
     if isinstance(request_or_environ, Mapping):
         return request_or_environ
-    raise TypeError(
-        "request_or_environ must be a werkzeug Request or a WSGI environ, not "
-        f"{type(request_or_environ).__name__}"
-    )
+    raise type_error("request_or_environ", "a werkzeug Request or a WSGI environ",
+                     request_or_environ)
 
 
 def make_client(

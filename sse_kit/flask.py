@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response
 
 from ._cors import CORSPolicy
 from ._hub import Hub
+from ._options import check_callable, check_type, value_error
 from ._wsgi import check_request, make_client, open_stream, refuse
 
 __all__ = ["SSEKitExtension", "anonymous_client_id", "create_blueprint"]
@@ -93,40 +94,31 @@ def create_blueprint(
     cors_max_age: int = 600,
     metrics: bool = False,
 ) -> Blueprint:
-    """A blueprint whose ``GET /`` streams the events of one client, and whose
-    ``GET /sse_kit.js`` serves the browser helper.
+    """A blueprint: ``GET /`` streams one client's events; ``GET /sse_kit.js``, the helper.
 
-    A request goes through, in order: the method, ``Accept`` and (with CORS)
-    ``Origin`` checks; *authorize*; *client_id*; the hub's limits. The first
-    that refuses answers with a one-line ``text/plain`` reason and no stream.
+    A request meets, in order: the method, ``Accept`` and ``Origin`` checks, *authorize*,
+    *client_id*, the hub's limits; the first that refuses answers a one-line reason.
 
     :param hub: the hub to register clients with.
-    :param client_id: ``(request) -> str``: the connection's client ID, derived
-        from your session or auth (never from what the browser sends). The
-        default gives each connection a random ID under ``anon:``.
-    :param metadata: a mapping, or ``(request) -> mapping``, attached to each
-        client and sent in its ``connected`` event.
-    :param name: the blueprint's name (endpoints are ``<name>.stream``,
-        ``<name>.script`` and ``<name>.metrics``).
-    :param authorize: ``(request) -> bool | str``, called before *client_id*:
-        ``True`` opens the stream; ``False`` answers ``403 forbidden``; a ``str``
-        answers ``403`` with that reason. To answer ``401`` (no identity at all),
-        raise :class:`werkzeug.exceptions.Unauthorized`, e.g. ``abort(401, "log
-        in first")``; any :class:`~werkzeug.exceptions.HTTPException` raised by
-        *authorize* or *client_id* becomes a one-line answer with its status.
+    :param client_id: ``(request) -> str``: the connection's client ID, from your session
+        or auth (never from what the browser sends); the default: random, under ``anon:``.
+    :param metadata: a mapping, or ``(request) -> mapping``, for each client's
+        ``connected`` event.
+    :param name: the blueprint's name (endpoints ``<name>.stream``, ``.script``, ``.metrics``).
+    :param authorize: ``(request) -> bool | str``, called before *client_id*: ``True``
+        opens the stream; ``False`` answers ``403 forbidden``, a ``str`` ``403`` with
+        that reason. An :class:`~werkzeug.exceptions.HTTPException` either raises
+        (``abort(401, "log in first")``) becomes a one-line answer with its status.
     :param cors_origins: the exact origins (``"https://app.example.com"``) whose
         pages may read the stream; ``None`` (default) sends no CORS header.
-    :param cors_credentials: let those pages send cookies
-        (``Access-Control-Allow-Credentials: true``).
+    :param cors_credentials: let those pages send cookies (``...-Allow-Credentials``).
     :param cors_max_age: seconds a browser may cache a preflight answer.
-    :param metrics: also serve ``GET /metrics``, the hub's metrics in the
-        Prometheus text format (needs ``pip install 'sse_kit[prometheus]'``).
-        It is open to whoever reaches the route: mount it where only your
-        scraper does, or wrap it in your auth.
-    :raises TypeError: if *hub* is not a Hub, or *client_id*, *authorize* or
-        *metadata* has the wrong type.
-    :raises ValueError: if a CORS option is invalid, or *cors_credentials* is
-        set without *cors_origins*.
+    :param metrics: also serve ``GET /metrics``, the hub's metrics for Prometheus
+        (needs ``pip install 'sse_kit[prometheus]'``), open to whoever reaches the
+        route: mount it where only your scraper does, or wrap it in your auth.
+    :raises TypeError: if an argument is of the wrong type; the message names it.
+    :raises ValueError: if a CORS option is invalid, or *cors_credentials* is set
+        without *cors_origins*.
     :raises ImportError: if *metrics* is true and prometheus_client is missing.
     """
     cors = _checked_options(hub, client_id, metadata, authorize, cors_origins,
@@ -151,18 +143,18 @@ def _checked_options(
     cors_max_age: int,
 ) -> CORSPolicy | None:
     """create_blueprint's arguments checked; the CORS policy they make, if any."""
-    if not isinstance(hub, Hub):
-        raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
-    if not callable(client_id):
-        raise TypeError("client_id must be a callable (request) -> str")
-    if metadata is not None and not (callable(metadata) or isinstance(metadata, Mapping)):
-        raise TypeError("metadata must be a mapping or a callable (request) -> mapping")
-    if authorize is not None and not callable(authorize):
-        raise TypeError("authorize must be a callable (request) -> bool | str")
+    check_type("hub", hub, Hub)
+    check_callable("client_id", client_id, what="a callable (request) -> str")
+    if not isinstance(metadata, Mapping):
+        check_callable("metadata", metadata, optional=True,
+                       what="a mapping or a callable (request) -> mapping")
+    check_callable("authorize", authorize, optional=True,
+                   what="a callable (request) -> bool | str")
     if cors_origins is not None:
         return CORSPolicy(cors_origins, credentials=cors_credentials, max_age=cors_max_age)
+    check_type("cors_credentials", cors_credentials, bool)
     if cors_credentials:
-        raise ValueError("cors_credentials=True needs cors_origins")
+        raise value_error("cors_credentials", "False without cors_origins", cors_credentials)
     return None
 
 

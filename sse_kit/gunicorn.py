@@ -61,6 +61,7 @@ from gunicorn.workers.gthread import (  # type: ignore[import-untyped]
 from ._advice import log_through_gunicorn
 from ._detach import REDACTED, detaching, is_stream_request, layout_problem
 from ._hub import Hub
+from ._options import check_int
 
 __all__ = [
     "REDACTED",
@@ -379,10 +380,10 @@ def set_thread_stack_size(size: int = 256 * 1024) -> int:
     bounds the address space per stream (the default is the ``ulimit -s``, often
     8 MiB) and the memory a stack can pin; ``docs/performance.md`` has measurements.
 
+    :raises TypeError: if *size* is not an ``int``.
     :raises ValueError: if *size* is below :data:`MIN_THREAD_STACK` bytes.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_THREAD_STACK:
-        raise ValueError(f"size must be an int >= {MIN_THREAD_STACK} bytes, got {size!r}")
+    check_int("size", size, MIN_THREAD_STACK, unit="bytes")
     return threading.stack_size(size)
 
 
@@ -398,9 +399,11 @@ def sizing(max_streams: int, *, other_requests: int = 8) -> dict[str, int]:
     number ``max_streams + 1`` gets ``503`` instead of a thread.
 
     :returns: ``{"threads": ..., "worker_connections": ...}`` for the config.
+    :raises TypeError: if an argument is not an ``int``.
+    :raises ValueError: if an argument is below 1.
     """
-    if max_streams < 1 or other_requests < 1:
-        raise ValueError("max_streams and other_requests must be >= 1")
+    check_int("max_streams", max_streams, 1)
+    check_int("other_requests", other_requests, 1)
     threads = max_streams + other_requests
     return {"threads": threads, "worker_connections": max(1000, threads + other_requests)}
 

@@ -35,6 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ._hub import Hub
+from ._options import check_str, check_type
 from ._stats import COUNTERS, GAUGES
 
 __all__ = ["CONTENT_TYPE", "HubMetrics", "mark_worker_dead", "multiprocess_dir"]
@@ -84,10 +85,8 @@ class HubMetrics:
     def __init__(
         self, hub: Hub, *, hub_label: str = "sse", registry: CollectorRegistry | None = None
     ) -> None:
-        if not isinstance(hub, Hub):
-            raise TypeError(f"hub must be a sse_kit.Hub, not {type(hub).__name__}")
-        if not isinstance(hub_label, str) or not hub_label:
-            raise ValueError(f"hub_label must be a non-empty str, got {hub_label!r}")
+        check_type("hub", hub, Hub)
+        check_str("hub_label", hub_label)
         self.registry = registry if registry is not None else CollectorRegistry()
         self._counters = {
             name: Counter(name, meaning, ["hub"], namespace=NAMESPACE,

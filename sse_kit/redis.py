@@ -52,6 +52,7 @@ from ._cluster import Roster
 from ._exceptions import BackplaneUnavailable
 from ._history import RESET_LOST, RESET_UNAVAILABLE, RESET_UNKNOWN, StreamKey
 from ._history import parse_stream_id as _parse_id
+from ._options import check_callable, check_int, check_number, check_str, value_error
 from ._patterns import validate_pattern
 from ._redis_replies import (
     ACTION,
@@ -85,13 +86,6 @@ _BACKOFF_BASE: Final = 0.05
 Connect = Callable[..., Any]
 
 
-def _check_number(name: str, value: object, minimum: float, integer: bool = False) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
-        what = "an int" if integer else "a number"
-        raise ValueError(f"{name} must be {what} >= {minimum:g}, got {value!r}")
-
-
 class RedisBackplane:
     """Carry broadcasts through a Redis stream so that every hub following it
     delivers them (``Hub(backplane=RedisBackplane(url))``); also a
@@ -111,7 +105,8 @@ class RedisBackplane:
         stop within this.
     :param count: most entries the reader takes per read (a burst comes in batches).
     :param reconnect_max: the longest wait, in seconds, between two reconnect attempts.
-    :raises ValueError: if an argument is out of range.
+    :raises TypeError: if an argument is of the wrong type; the message names it.
+    :raises ValueError: if an argument is out of range; the message names it.
     """
 
     def __init__(
@@ -127,16 +122,15 @@ class RedisBackplane:
     ) -> None:
         if isinstance(url, str):
             if url.partition("://")[0] not in ("redis", "rediss", "unix"):
-                raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
-        elif not callable(url):
-            raise ValueError(f"url must be a Redis URL or a connect callable, got {url!r}")
-        if not isinstance(stream, str) or not stream:
-            raise ValueError(f"stream must be a non-empty str, got {stream!r}")
-        _check_number("maxlen", maxlen, 1, integer=True)
-        _check_number("timeout", timeout, 0.001)
-        _check_number("block", block, 0.001)
-        _check_number("count", count, 1, integer=True)
-        _check_number("reconnect_max", reconnect_max, 0.001)
+                raise value_error("url", "a redis://, rediss:// or unix:// URL", url)
+        else:
+            check_callable("url", url, what="a Redis URL or a connect callable")
+        check_str("stream", stream)
+        check_int("maxlen", maxlen, 1)
+        check_number("timeout", timeout, 0.001, unit="seconds")
+        check_number("block", block, 0.001, unit="seconds")
+        check_int("count", count, 1)
+        check_number("reconnect_max", reconnect_max, 0.001, unit="seconds")
         self.url = url
         self.stream = stream
         self.maxlen = maxlen

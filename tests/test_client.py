@@ -34,23 +34,6 @@ def test_metadata_is_read_only_and_copied() -> None:
         c.metadata["k"] = 3  # type: ignore[index]
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "exc", "names"),
-    [
-        ({"id": ""}, ValueError, "id"),
-        ({"id": 42}, TypeError, "id"),
-        ({"id": "x", "buffer": 0}, ValueError, "buffer"),
-        ({"id": "x", "buffer": True}, ValueError, "buffer"),
-        ({"id": "x", "session_id": 1}, TypeError, "session_id"),
-        ({"id": "x", "user_id": b"u"}, TypeError, "user_id"),
-    ],
-)
-def test_invalid_arguments_name_the_argument(kwargs: dict[str, object], exc: type[Exception],
-                                             names: str) -> None:
-    with pytest.raises(exc, match=names):
-        Client(**kwargs)  # type: ignore[arg-type]
-
-
 def test_options_must_be_client_options() -> None:
     with pytest.raises(TypeError, match="ClientOption"):
         Client("x", "user_id")  # type: ignore[arg-type]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sse_kit import Component, Description, Hub
 
 
@@ -30,11 +28,6 @@ def test_health_follows_the_hub_thread() -> None:
     assert health.message.startswith("0 client(s) connected; 0 published")
     component.stop()
     assert component.health().status == "unhealthy"
-
-
-def test_bad_path() -> None:
-    with pytest.raises(ValueError, match="path"):
-        Component(path="events")
 
 
 def test_component_describe_and_health_report_the_same_numbers() -> None:

@@ -4,6 +4,7 @@ as it says and answered over a socket."""
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sse_kit._hub_options import HubOptions
 from tests._docs import REPO_ROOT, Block, blocks
 from tests._live import GunicornServer, RawStream
 
@@ -22,6 +24,14 @@ RUN = [b for b in PYTHON if b.served is None]
 
 def test_the_docs_have_blocks_to_run() -> None:
     assert len(RUN) >= 10 and len(SERVED) >= 3  # the parser found them
+
+
+def test_the_go_mapping_names_every_hub_option_and_the_newer_go_calls() -> None:
+    text = (REPO_ROOT / "docs" / "go-mapping.md").read_text()
+    options = [f.name for f in dataclasses.fields(HubOptions)]
+    assert [o for o in options if f"| `{o}` |" not in text] == []
+    go_names = ["hub.Broadcast(", "hub.BroadcastFrame(", "c.SendFrame(", "`sse.Frame{Event, Data}`"]
+    assert [name for name in go_names if name not in text] == []
 
 
 @pytest.mark.parametrize("block", RUN, ids=[b.name for b in RUN])

@@ -124,37 +124,6 @@ def test_cors_through_the_blueprint(hub: Hub) -> None:
     assert "Access-Control-Allow-Origin" not in plain.headers and "Vary" not in plain.headers
 
 
-@pytest.mark.parametrize(
-    ("options", "error", "match"),
-    [
-        ({"authorize": "yes"}, TypeError, "authorize"),
-        ({"cors_credentials": True}, ValueError, "cors_credentials=True needs cors_origins"),
-        ({"cors_origins": ["*"]}, ValueError, "cors_origins"),
-        ({"cors_origins": [APP], "cors_max_age": -5}, ValueError, "cors_max_age"),
-        ({"client_id": "user:1"}, TypeError, "client_id"),
-    ],
-)
-def test_create_blueprint_validates(
-    hub: Hub, options: dict[str, Any], error: type[Exception], match: str
-) -> None:
-    with pytest.raises(error, match=match):
-        create_blueprint(hub, **options)
-
-
-@pytest.mark.parametrize(
-    ("args", "match"),
-    [
-        (("not a hub", environ(), "c"), "hub must be a sse_kit.Hub"),
-        ((None, environ(), "c"), "hub must be a sse_kit.Hub"),
-        ((Hub(), "GET /", "c"), "request_or_environ"),
-        ((Hub(), environ(), 7), "client id must be a str"),
-    ],
-)
-def test_serve_sse_names_the_bad_argument(args: tuple[Any, ...], match: str) -> None:
-    with pytest.raises(TypeError, match=match):
-        serve_sse(*args)
-
-
 def test_serve_sse_checks_cors_type(hub: Hub) -> None:
     with pytest.raises(TypeError, match=r"cors must be a sse_kit\.CORSPolicy"):
         serve_sse(hub, environ(), "c", cors=[APP])  # type: ignore[arg-type]

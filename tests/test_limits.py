@@ -18,28 +18,6 @@ from tests._decoder import decode
 from tests._streams import Reader, environ
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "name"),
-    [
-        ({"max_clients_per_id": 0}, "max_clients_per_id"),
-        ({"max_clients_per_id": 1.5}, "max_clients_per_id"),
-        ({"max_event_size": 0}, "max_event_size"),
-        ({"max_event_size": "1"}, "max_event_size"),
-        ({"client_buffer_bytes": 0}, "client_buffer_bytes"),
-        ({"client_buffer_bytes": True}, "client_buffer_bytes"),
-        ({"max_age": 0}, "max_age"),
-        ({"max_age": -1}, "max_age"),
-        ({"max_age": float("nan")}, "max_age"),
-        ({"max_age": float("inf")}, "max_age"),
-        ({"write_timeout": 0}, "write_timeout"),
-        ({"write_timeout": "30"}, "write_timeout"),
-    ],
-)
-def test_invalid_limits_name_the_argument(kwargs: dict[str, object], name: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        Hub(**kwargs)  # type: ignore[arg-type]
-
-
 def test_defaults() -> None:
     hub = Hub()
     assert (hub.max_clients, hub.max_clients_per_id, hub.max_age) == (None, 10, None)

@@ -59,13 +59,6 @@ def test_help_text_is_the_documented_meaning(hub: Hub) -> None:
     assert f"# HELP sse_kit_clients {GAUGES['clients']}" in text
 
 
-def test_invalid_arguments() -> None:
-    with pytest.raises(TypeError, match="hub"):
-        HubMetrics(object())  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="hub_label"):
-        HubMetrics(Hub(), hub_label="")
-
-
 def test_the_blueprint_serves_metrics_only_when_asked(hub: Hub) -> None:
     app = Flask(__name__)
     app.register_blueprint(create_blueprint(hub, metrics=True), url_prefix="/events")
