@@ -126,6 +126,11 @@ class H2Session:
         self._sock.setblocking(False)
         self._thread.start()
 
+    def join(self, timeout: float) -> None:
+        """Wait up to *timeout* seconds for the session thread to close the connection."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
     def drain(self) -> None:
         """Refuse new streams, let the open ones end, then close (see the
         design). Safe in a signal handler: it only sets a flag and wakes."""

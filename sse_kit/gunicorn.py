@@ -49,6 +49,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -252,12 +253,22 @@ class ThreadWorker(_GThreadWorker):  # type: ignore[misc]  # gunicorn ships no t
                     session.drain()
 
     def run(self) -> None:
-        """gunicorn's loop; then the hubs end every stream before the process exits."""
+        """gunicorn's loop; then the hubs end every stream, and the HTTP/2
+        sessions close (END_STREAM, GOAWAY), before the process exits."""
         try:
             super().run()
         finally:
+            sessions = list(self.sse_kit_h2_sessions)
+            for session in sessions:
+                session.drain()
             for hub in getattr(self, "sse_kit_hubs", []):
                 hub.stop(timeout=_STOP_TIMEOUT)
+            # gunicorn's count of open connections cannot be relied on to wait
+            # for them (gunicorn 27 counts a TLS connection that fails its
+            # handshake off twice), so the sessions are waited for here.
+            deadline = time.monotonic() + _STOP_TIMEOUT
+            for session in sessions:
+                session.join(max(0.0, deadline - time.monotonic()))
 
 
 def _http2_problem() -> str | None:
