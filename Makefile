@@ -19,7 +19,7 @@ OLDEST_GUNICORN = 23.0.0
 OLDEST_VENV = .venv-gunicorn23
 OLDEST_STAMP = $(OLDEST_VENV)/.installed-stamp
 
-.PHONY: screenshot venv test test-gunicorn-oldest lint docs dist demo bench bench-quick bench-smoke soak soak-smoke browser-deps clean distclean
+.PHONY: screenshot venv test test-gunicorn-oldest lint docs dist demo bench bench-quick bench-smoke soak soak-smoke redis-capacity browser-deps clean distclean
 
 venv: $(STAMP)
 
@@ -111,13 +111,21 @@ distclean: clean
 	rm -rf $(VENV) $(BENCH_VENV) $(OLDEST_VENV)
 
 # The chaos soak (bench/chaos): gunicorn -w 2 with the Redis backplane through
-# Sentinel, then one worker without Redis, under churn, slow readers and faults;
-# every event verified. `make soak MINUTES=30`; writes bench/out/chaos.md.
+# Sentinel (the worker class, then -k gthread with the hooks), then one worker
+# without Redis, under churn, slow readers and faults; every event verified.
+# `make soak MINUTES=30`; writes docs/reliability.md (and .png with matplotlib)
+# and bench/out/chaos.md.
 MINUTES ?= 10
 
 soak: $(STAMP)
+	$(BIN)/python -m pip install -q matplotlib  # docs/reliability.png; not a package dependency
 	ulimit -n $$(ulimit -Hn); $(BIN)/python -m bench.chaos --minutes $(MINUTES)
 
-# About a minute: 200 streams, each fault once.
+# About a minute: 200 streams, each fault once (the worker class and no Redis).
 soak-smoke: $(STAMP)
 	$(BIN)/python -m bench.chaos --smoke
+
+# How far one Redis stream carries the backplane (docs/redis.md, "Capacity"): publish
+# and reader rates, Sentinel failover; about 2 minutes.
+redis-capacity: $(STAMP)
+	$(BIN)/python -m bench.redis_capacity

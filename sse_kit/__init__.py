@@ -38,10 +38,13 @@ from ._exceptions import (
     HubFull,
     HubNotRunning,
     InvalidPattern,
+    InvalidTicket,
     SSEKitError,
 )
 from ._hub import Hub
+from ._ratelimit import RateLimit
 from ._receipt import Receipt
+from ._tickets import Identity, StreamTickets
 from ._wsgi import serve_sse
 
 __version__ = "0.1.0"
@@ -71,9 +74,13 @@ __all__ = [
     "HubAlreadyRunning",
     "HubFull",
     "HubNotRunning",
+    "Identity",
     "InvalidPattern",
+    "InvalidTicket",
+    "RateLimit",
     "Receipt",
     "SSEKitError",
+    "StreamTickets",
     "__version__",
     "serve_sse",
     "with_metadata",

@@ -4,6 +4,8 @@
 
     python -m sse_kit publish --redis redis://localhost:6379/0 'job:7:*' '{"done": 1}' --event done
 
+or, with Redis behind Sentinel, ``--sentinel host:port,host:port --master mymaster``
+instead of ``--redis`` (the event goes to the master the Sentinels name now);
 prints the event's ID, and on stderr where it went (the Redis server and the
 stream key), with a warning when that key did not exist before: hubs follow the
 key their ``RedisBackplane(stream=...)`` names, and an event appended under
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ._exceptions import BackplaneUnavailable
 from ._patterns import validate_pattern
@@ -33,8 +36,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Broadcast one event to every client, on every hub following the"
         " stream, whose ID matches PATTERN; prints the event's ID.",
     )
-    publish.add_argument("--redis", required=True, metavar="URL",
-                         help="the backplane's Redis URL, e.g. redis://localhost:6379/0")
+    where = publish.add_mutually_exclusive_group(required=True)
+    where.add_argument("--redis", metavar="URL",
+                       help="the backplane's Redis URL, e.g. redis://localhost:6379/0")
+    where.add_argument("--sentinel", metavar="HOST:PORT[,HOST:PORT...]",
+                       help="Redis Sentinels to ask for the master (instead of --redis)")
+    publish.add_argument("--master", default="mymaster",
+                         help="with --sentinel: the master's name (default: %(default)s)")
     publish.add_argument("--stream", default="sse_kit",
                          help="the stream key the hubs follow (default: %(default)s)")
     publish.add_argument("--event", default=None, help="event type (default: message)")
@@ -57,7 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         validate_pattern(args.pattern)
         body = encode_fields(data_to_text(data), event=args.event or None)
-        with RedisBackplane(args.redis, stream=args.stream, timeout=args.timeout) as backplane:
+        if args.sentinel is not None:
+            url: Any = _sentinel_connect(args.sentinel, args.master, args.timeout)
+            where = f"master {args.master!r} via Sentinel {args.sentinel}"
+        else:
+            url, where = args.redis, args.redis.split("@")[-1]  # no password on the terminal
+        with RedisBackplane(url, stream=args.stream, timeout=args.timeout) as backplane:
             existed = backplane.stream_exists()
             event_id = backplane.publish(args.pattern, body)
     except BackplaneUnavailable as exc:
@@ -67,7 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m sse_kit publish: {exc}", file=sys.stderr)
         return 2
     print(event_id)
-    where = args.redis.split("@")[-1]  # no password on the terminal
     print(f"published to stream {args.stream!r} at {where}", file=sys.stderr)
     if not existed:
         print(f"python -m sse_kit publish: warning: stream {args.stream!r} did not exist "
@@ -75,6 +87,28 @@ def main(argv: Sequence[str] | None = None) -> int:
               "that name. Hubs read the stream their RedisBackplane(stream=...) names "
               "(default 'sse_kit'); check --stream.", file=sys.stderr)
     return 0
+
+
+def _sentinel_connect(spec: str, master: str, timeout: float) -> Any:
+    """A ``connect`` callable for :class:`~sse_kit.redis.RedisBackplane` that asks
+    the Sentinels in *spec* (``host:port,host:port``) for *master*.
+
+    :raises ValueError: if *spec* is not a list of ``host:port``.
+    """
+    from redis.sentinel import Sentinel
+
+    hosts = []
+    for item in spec.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--sentinel must be host:port[,host:port...], got {spec!r}")
+        hosts.append((host, int(port)))
+    sentinel = Sentinel(hosts, socket_timeout=timeout)  # type: ignore[no-untyped-call]
+
+    def connect(**options: Any) -> Any:
+        return sentinel.master_for(master, **options)  # type: ignore[no-untyped-call]
+
+    return connect
 
 
 if __name__ == "__main__":

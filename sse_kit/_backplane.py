@@ -26,7 +26,8 @@ from ._history import StreamKey
 from ._stats import Counters
 
 __all__ = [
-    "DISCONNECT", "Backplane", "BackplaneReader", "Control", "Entry", "Feed", "Item", "Replay",
+    "DISCONNECT", "Backplane", "BackplaneReader", "ClaimingBackplane", "Control", "Entry", "Feed",
+    "Item", "Replay",
 ]
 
 # One event read from the log: (entry ID, its parsed key, pattern, encoded body
@@ -117,4 +118,20 @@ class Backplane(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class ClaimingBackplane(Backplane, Protocol):
+    """A backplane that can also make a claim every hub following it sees
+    (:class:`sse_kit.redis.RedisBackplane` can): what makes a stream ticket
+    single-use across workers and hosts. Optional: with a backplane without
+    it, tickets are spent per worker (and a WARNING says so)."""
+
+    def claim_once(self, name: str, ttl: float) -> bool:
+        """Claim *name* for *ttl* seconds: ``True`` for the first claim,
+        ``False`` while that one stands.
+
+        :raises BackplaneUnavailable: if the broker cannot be reached in time.
+        """
         ...

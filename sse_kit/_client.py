@@ -54,11 +54,12 @@ SLOW: Final = "slow"  # outbox overflowed under the "disconnect" policy
 SHUTDOWN: Final = "shutdown"  # the hub stopped
 KICKED: Final = "disconnected"  # Hub.disconnect() matched it
 EXPIRED: Final = "max_age"  # the stream reached the hub's max_age
+IDENTITY_EXPIRED: Final = "identity_expired"  # the identity it was opened with expired
 GONE: Final = "gone"  # the peer closed the connection, or a write to it failed
 TIMED_OUT: Final = "write_timeout"  # nothing could be written for write_timeout seconds
 # End reasons after which the browser should come back at once (a short retry:
 # hint is written). Not after disconnect(): the browser waits its usual retry.
-COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED})
+COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED, IDENTITY_EXPIRED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +153,7 @@ class Client:
         surrogate, or *buffer* is smaller than 1.
     """
 
-    # Slots: the fan-out touches a few fields of every client per delivery, and
-    # a compact object is fewer cache lines (and less memory per idle stream).
-    # The five the fast path touches come first, so they share one cache line.
+    # Slots: less memory per idle stream (docs/benchmarks.md, RSS/stream).
     __slots__ = (
         "__weakref__", "_buffer", "_bytes", "_end", "_frames", "_id", "_json_default", "_lock",
         "_max_bytes", "_max_event_size", "_metadata", "_policy", "_probe", "_session_id",
@@ -242,8 +241,8 @@ class Client:
     @property
     def end_reason(self) -> str | None:
         """Why the stream is ending (``"closed"``, ``"slow"``, ``"shutdown"``,
-        ``"disconnected"``, ``"max_age"``, ``"gone"``, ``"write_timeout"``), or
-        ``None`` while it is open."""
+        ``"disconnected"``, ``"max_age"``, ``"identity_expired"``, ``"gone"``,
+        ``"write_timeout"``), or ``None`` while it is open."""
         return self._end
 
     @property

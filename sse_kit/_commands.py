@@ -21,7 +21,7 @@ from ._backplane import Backplane, Feed, Item
 from ._client import Client
 from ._controls import Awaited
 from ._exceptions import HubNotRunning
-from ._history import Resume
+from ._history import RESET_UNAVAILABLE, Resume, parse_stream_id
 from ._patterns import compile_pattern
 from ._receipt import Receipt
 from ._router import (
@@ -34,6 +34,12 @@ from ._router import (
 )
 from ._stats import Counters
 from ._wire import with_id
+
+# How far (in the stream's milliseconds) a resume's Last-Event-ID may be ahead of
+# this hub's reader, when the log cannot be asked, and still be taken as real:
+# readers of one stream on different workers differ by milliseconds, by seconds
+# after an outage (each reconnects on its own backoff).
+AHEAD_MAX_MS: Final = 10_000
 
 __all__ = [
     "STOP", "AwaitControl", "Call", "Command", "Deliver", "Inbox", "Publish", "Rebase",
@@ -266,8 +272,14 @@ class Inbox:
             replay = backplane.replay(reg.client.last_event_id or "")
             if replay.reset is not None:
                 reg.resume = Resume(reset=replay.reset)
-                reg.position = catchup.fallback
-                catchup.threshold = (0, 0)
+                if replay.reset == RESET_UNAVAILABLE and _just_ahead(catchup):
+                    # Another worker's reader is a little ahead of this one: the stream
+                    # goes on after the ID the client has, never before it (which
+                    # would send again what it had).
+                    reg.position = reg.client.last_event_id or ""
+                else:
+                    reg.position = catchup.fallback
+                    catchup.threshold = (0, 0)
                 counters.add("resets")
                 return
             client_id, frames = reg.client.id, []
@@ -326,3 +338,11 @@ class Inbox:
             except queue.Empty:
                 return
             command.abandon()
+
+
+def _just_ahead(catchup: _Catchup) -> bool:
+    """Whether the client's ID is newer than this hub's position by at most
+    :data:`AHEAD_MAX_MS`: another reader of the stream was a little ahead (an ID
+    further ahead, unchecked while the log is unavailable, is not trusted)."""
+    fallback = parse_stream_id(catchup.fallback)
+    return fallback is not None and fallback < catchup.key <= (fallback[0] + AHEAD_MAX_MS, 0)

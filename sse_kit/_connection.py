@@ -9,8 +9,9 @@ ordering and framing of everything written on that connection:
 2. then live events, every frame queued since the last write joined into one
    chunk, or a keep-alive comment after ``keepalive_interval`` of silence;
 3. at the end, whatever was queued, plus a short ``retry:`` hint when the hub is
-   shutting down or the stream reached the hub's ``max_age`` (the browser comes
-   back at once and goes through the application's authorization again).
+   shutting down, the stream reached the hub's ``max_age``, or the identity it
+   was opened with expired (its :class:`Expiry`: the browser comes back at once
+   and goes through the application's authorization again).
 
 Where the server can hand the connection over (gunicorn's gthread worker, see
 :mod:`sse_kit.gunicorn`), the stream *detaches* after step 1: the server asks for
@@ -36,9 +37,10 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
-from ._client import COME_BACK, EXPIRED, GONE, SLOW, Client
+from ._client import COME_BACK, EXPIRED, GONE, IDENTITY_EXPIRED, SLOW, Client
 from ._event import EVENT_TYPE_CONNECTED, ConnectedEvent, encode_reset
 from ._wire import encode_comment, encode_fields, encode_retry
 
@@ -47,14 +49,8 @@ if TYPE_CHECKING:
     from ._router import _Registration
 
 __all__ = [
-    "DETACH_KEY",
-    "Adopter",
-    "Detach",
-    "Stream",
-    "note_closed",
-    "note_end",
-    "note_expired",
-    "reason_text",
+    "DETACH_KEY", "Adopter", "Detach", "Expiry", "Stream", "expiry_of", "note_closed",
+    "note_end", "note_expired", "reason_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,7 +69,7 @@ class Adopter(Protocol):
     a connection that is not the stream's alone (an HTTP/2 stream,
     :class:`sse_kit._h2stream.H2Handover`)."""
 
-    def adopt(self, hub: Hub, client: Client, *, expires: float | None, events: int,
+    def adopt(self, hub: Hub, client: Client, *, expires: Expiry | None, events: int,
               body_bytes: int, opened: float) -> None:
         """Make the connection *client*'s writer from now on (see
         :meth:`sse_kit._outlet.Outlet.adopt`); the adopter ends the stream and
@@ -88,6 +84,33 @@ the server's side (which then writes nothing more, closes only its own
 descriptor and counts the request as finished); ``None`` when this response
 cannot be detached (it then goes on as usual). Called at most once, from the
 request's thread."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """When a stream ends by itself, and why.
+
+    :ivar at: the ``time.monotonic()`` at which it ends.
+    :ivar end: its end reason: ``EXPIRED`` (the hub's ``max_age``) or
+        ``IDENTITY_EXPIRED`` (the identity it was opened with).
+    """
+
+    at: float
+    end: str
+
+
+def expiry_of(hub: Hub, opened: float, expires_at: float | None) -> Expiry | None:
+    """The :class:`Expiry` of a stream opened at *opened* (monotonic): the hub's
+    ``max_age`` (jittered), or *expires_at* (seconds since the epoch, the
+    identity's expiry) if that comes first; ``None`` if neither applies."""
+    expiry = None
+    if hub.max_age is not None:
+        expiry = Expiry(opened + hub.max_age * (1.0 - _AGE_JITTER * random.random()), EXPIRED)
+    if expires_at is not None:
+        at = opened + (expires_at - time.time())
+        if expiry is None or at < expiry.at:
+            expiry = Expiry(at, IDENTITY_EXPIRED)
+    return expiry
 
 
 def first_chunk(hub: Hub, reg: _Registration) -> bytes:
@@ -124,6 +147,7 @@ class Stream:
         *,
         on_abort: Callable[[], None] | None = None,
         detach: Detach | None = None,
+        expires_at: float | None = None,
     ) -> None:
         self._hub = hub
         # Called by close() when the server gave up before the last chunk was
@@ -137,11 +161,8 @@ class Stream:
         self._interval = hub.keepalive_interval
         self._ended = False
         self._opened = time.monotonic()
-        self._expires = (
-            None
-            if hub.max_age is None
-            else self._opened + hub.max_age * (1.0 - _AGE_JITTER * random.random())
-        )
+        # expires_at: the identity's expiry (seconds since the epoch), if it has one.
+        self._expires = expiry_of(hub, self._opened, expires_at)
         self._events = len(reg.resume.frames)  # events written (replayed ones included)
         self._bytes = 0
         self._end: str = _GONE  # why the stream ended; _GONE until the hub says otherwise
@@ -208,11 +229,11 @@ class Stream:
         client, interval, expires = self._client, self._interval, self._expires
         deadline = time.monotonic() + interval
         if expires is not None:
-            deadline = min(deadline, expires)
+            deadline = min(deadline, expires.at)
         while True:
             frames, end = client._take(max(deadline - time.monotonic(), 0.0))
-            if end is None and expires is not None and time.monotonic() >= expires:
-                client._finish(EXPIRED)  # unless another end reason came first
+            if end is None and expires is not None and time.monotonic() >= expires.at:
+                client._finish(expires.end)  # unless another end reason came first
                 more, end = client._take(0.0)
                 frames += more
             if frames:
@@ -224,8 +245,8 @@ class Stream:
                 self._end = end
                 if end in COME_BACK:
                     frames.append(encode_retry(self._hub.shutdown_retry))
-                if end == EXPIRED:
-                    note_expired(self._hub, client.id)
+                if end in (EXPIRED, IDENTITY_EXPIRED):
+                    note_expired(self._hub, client.id, end)
                 else:
                     note_end(client.id, end)
                 return b"".join(frames)
@@ -265,10 +286,15 @@ def _release(hub: Hub, client: Client) -> None:
 # or the hub's outlet (detached, sse_kit._outlet).
 
 
-def note_expired(hub: Hub, client_id: str) -> None:
-    """Count and log a stream that reached ``max_age``."""
-    hub.counters.add("expired")
-    log.info("sse_kit: client %r reached max_age; it resumes on reconnect", client_id)
+def note_expired(hub: Hub, client_id: str, end: str) -> None:
+    """Count and log a stream that reached its :class:`Expiry`."""
+    if end == IDENTITY_EXPIRED:
+        hub.counters.add("identity_expired")
+        log.info("sse_kit: client %r: its identity expired; it comes back through "
+                 "authorization and resumes", client_id)
+    else:
+        hub.counters.add("expired")
+        log.info("sse_kit: client %r reached max_age; it resumes on reconnect", client_id)
 
 
 def note_end(client_id: str, end: str) -> None:

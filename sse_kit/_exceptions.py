@@ -12,6 +12,7 @@ matches a builtin, the builtin is mixed in, so callers that already catch
     ├── HubAlreadyRunning(SSEKitError, RuntimeError)
     │                                               Hub.run() on a hub already running here
     ├── HubFull(SSEKitError, RuntimeError)          max_clients (or max_clients_per_id) reached
+    ├── InvalidTicket(SSEKitError, ValueError)      a stream ticket is bad, expired or used
     └── BackplaneUnavailable(SSEKitError, ConnectionError)
                                                     the broker behind a backplane cannot be reached
 
@@ -31,6 +32,7 @@ __all__ = [
     "HubFull",
     "HubNotRunning",
     "InvalidPattern",
+    "InvalidTicket",
     "SSEKitError",
 ]
 
@@ -74,6 +76,21 @@ class HubFull(SSEKitError, RuntimeError):
     def __init__(self, message: str, *, limit: str = "max_clients") -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class InvalidTicket(SSEKitError, ValueError):
+    """Raised by :meth:`StreamTickets.redeem` when a stream ticket cannot open
+    a stream: it is missing, malformed or signed with another secret, expired,
+    already used, or the identity it carries has expired (the stream request
+    is answered ``401`` with the message as its one line); or, rarely, when
+    this process keeps as many spent tickets as it may (``503``).
+
+    :ivar status: the HTTP status a stream request gets: ``401`` (or ``503``).
+    """
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class BackplaneUnavailable(SSEKitError, ConnectionError):

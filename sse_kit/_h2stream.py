@@ -28,14 +28,13 @@ from ._client import (
     DROP,
     DROPPED,
     ENDED,
-    EXPIRED,
     GONE,
     SLOW,
     TIMED_OUT,
     WRITTEN,
     Client,
 )
-from ._connection import note_closed, note_end, note_expired, reason_text
+from ._connection import Expiry, note_closed, note_end, note_expired, reason_text
 from ._outlet import LINGER, MAX_SWEEP
 from ._wire import encode_comment, encode_retry
 
@@ -68,7 +67,7 @@ class H2Sink:
                  "peer_gone", "stream_id")
 
     def __init__(self, table: StreamTable, stream_id: int, hub: Hub, client: Client, *,
-                 expires: float | None, events: int, body_bytes: int, opened: float) -> None:
+                 expires: Expiry | None, events: int, body_bytes: int, opened: float) -> None:
         self._table = table
         self.stream_id = stream_id
         self.hub = hub
@@ -131,7 +130,7 @@ class H2Handover:
         self._table = table
         self._stream_id = stream_id
 
-    def adopt(self, hub: Hub, client: Client, *, expires: float | None, events: int,
+    def adopt(self, hub: Hub, client: Client, *, expires: Expiry | None, events: int,
               body_bytes: int, opened: float) -> None:
         """From now on every event for *client* is queued on the HTTP/2 stream;
         the session ends it (and unregisters the client) when it is over."""
@@ -196,9 +195,9 @@ class EventStreams:
                 continue
             if client.end_reason is not None:
                 continue  # its end is posted
-            if sink.expires is not None and now >= sink.expires:
-                if client._finish(EXPIRED):
-                    note_expired(hub, client.id)
+            if sink.expires is not None and now >= sink.expires.at:
+                if client._finish(sink.expires.end):
+                    note_expired(hub, client.id, sink.expires.end)
                 continue
             state = self._table.waiting(sink.stream_id)
             if state is None:

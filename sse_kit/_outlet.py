@@ -58,7 +58,6 @@ from ._client import (
     DROP,
     DROPPED,
     ENDED,
-    EXPIRED,
     GONE,
     SHUTDOWN,
     TIMED_OUT,
@@ -66,7 +65,7 @@ from ._client import (
     Client,
     SlowClientPolicy,
 )
-from ._connection import note_closed, note_end, note_expired, reason_text
+from ._connection import Expiry, note_closed, note_end, note_expired, reason_text
 from ._socket import peer_open
 from ._wire import LAST_CHUNK, encode_comment, encode_retry, frame_chunk
 
@@ -101,7 +100,8 @@ class OwnedSocket:
 
     :param client: the stream's client; its outbox is empty from now on.
     :param sock: sse_kit's own descriptor of the connection (non-blocking).
-    :param expires: the monotonic time the stream reaches ``max_age``, or ``None``.
+    :param expires: when the stream ends by itself (``max_age``, its identity's
+        expiry), or ``None``.
     :param events: events already written (the first chunk's replay).
     :param body_bytes: bytes already written (the first chunk); counts on with
         every chunk written or kept in the tail, framing included.
@@ -124,7 +124,7 @@ class OwnedSocket:
         client: Client,
         sock: socket.socket,
         *,
-        expires: float | None,
+        expires: Expiry | None,
         events: int,
         body_bytes: int,
         opened: float,
@@ -328,7 +328,7 @@ class Outlet:
 
     # -- any thread ---------------------------------------------------------------
 
-    def adopt(self, client: Client, sock: socket.socket, *, expires: float | None,
+    def adopt(self, client: Client, sock: socket.socket, *, expires: Expiry | None,
               events: int, body_bytes: int, opened: float) -> OwnedSocket:
         """Make *sock* the detached connection of *client*; from now on every
         event for *client* is written to it by the hub side. If the outlet has
@@ -503,10 +503,10 @@ class Outlet:
                 continue
             if client.end_reason is not None:
                 continue  # its end is posted
-            if sink.expires is not None and now >= sink.expires:
+            if sink.expires is not None and now >= sink.expires.at:
                 # After the tail, as on the parked path: a reader that is behind expires too.
-                if client._finish(EXPIRED):
-                    note_expired(hub, client.id)
+                if client._finish(sink.expires.end):
+                    note_expired(hub, client.id, sink.expires.end)
                 continue
             if sink.tail_size:
                 if write_timeout is not None and now - sink.last_write >= write_timeout:

@@ -47,6 +47,11 @@ COUNTERS: Final[Mapping[str, str]] = {
     "unmatched": "Broadcasts that matched no stream of this hub.",
     "misconfigured": "Warnings about a setup that costs streams or events (each names its fix).",
     "expired": "Streams ended by max_age (they resume on reconnect).",
+    "identity_expired": "Streams ended at their identity's expiry (they reconnect through "
+                        "authorization and resume).",
+    "rate_limited": "Stream requests refused with 429 by the connection-rate limit.",
+    "tickets_refused": "Stream requests refused because their ticket was missing, bad, "
+                       "expired or already used (401).",
     "kicked": "Streams ended by Hub.disconnect() (here, or a control entry from the backplane).",
     "too_large": "Broadcasts refused because the encoded event exceeded max_event_size.",
     "backplane_published": "Broadcasts this hub appended to the backplane's log.",

@@ -1,25 +1,27 @@
 """serve_sse(): the WSGI response around one stream (gokit ``sse.ServeSSE``).
 
 A stream request goes through named steps, each once, the first refusal
-answering: :func:`check_request` (method, ``Accept``, origin, preflight), then
-the application's authorization and identification (the caller's, or
-:mod:`sse_kit.flask`'s ``authorize`` and ``client_id``), :func:`make_client`,
-:func:`register` (the hub's limits) and :func:`stream_response`.
-:func:`serve_sse` and the Flask blueprint compose the same steps; every
-refusal is built by :func:`refuse`.
+answering: :func:`check_request` (method, ``Accept``, origin, preflight), the
+connection-rate limit (:mod:`sse_kit._admission`), then the application's
+authorization and identification (the caller's, :mod:`sse_kit.flask`'s
+``authorize`` and ``client_id``, or a stream ticket), the identity's expiry,
+:func:`make_client`, :func:`register` (the hub's limits) and
+:func:`stream_response`. :func:`serve_sse` and the Flask blueprint compose the
+same steps; every refusal is built by :func:`sse_kit._refusal.refuse`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, MutableMapping
+from datetime import datetime
 from typing import Any, Final
-from urllib.parse import parse_qs
 
 from werkzeug.datastructures import Headers, MIMEAccept
 from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Request, Response
 
+from ._admission import check_expiry, earliest, limit_rate, query_param, redeem_ticket
 from ._advice import parked_advice, thread_limit
 from ._client import Client, ClientOption
 from ._connection import DETACH_KEY, Stream
@@ -28,7 +30,10 @@ from ._exceptions import HubFull, HubNotRunning
 from ._history import MAX_EVENT_ID_LENGTH
 from ._hub import Hub
 from ._options import check_type, type_error
+from ._ratelimit import RateLimit
+from ._refusal import note_refusal, refuse, with_cors
 from ._socket import guard, peer_probe
+from ._tickets import StreamTickets, epoch_of
 
 __all__ = ["serve_sse"]
 
@@ -56,35 +61,6 @@ _FROM_REQUEST: Final[Any] = object()  # sentinel: read Last-Event-ID from the re
 ENVIRON_MARK: Final = "sse_kit.stream_request"
 
 
-def refuse(
-    hub: Hub,
-    environ: Mapping[str, Any],
-    status: int,
-    reason: str,
-    *,
-    counter: str | None,
-    cors: CORSPolicy | None = None,
-    **headers: str,
-) -> Response:
-    """The one answer to a request that opens no stream: *reason* as one line of
-    ``text/plain``, with *headers* and the CORS headers *cors* gives the request.
-    With a *counter*, it is counted in ``hub.stats()[counter]`` and logged (the
-    hub counts and logs its own refusals: ``counter=None``)."""
-    if counter is not None:
-        _note_refusal(hub, environ, status, reason, counter)
-    refusal = Response(reason + "\n", status=status, mimetype="text/plain", headers=headers)
-    return with_cors(refusal, environ, cors)
-
-
-def _note_refusal(
-    hub: Hub, environ: Mapping[str, Any], status: int, reason: str, counter: str
-) -> None:
-    hub.counters.add(counter)
-    # The path only: a query string may carry a token, and logs are read by many.
-    log.info("sse_kit: refused %s %r: %d %s", environ.get("REQUEST_METHOD", "GET"),
-             environ.get("PATH_INFO", ""), status, reason)
-
-
 def check_request(
     hub: Hub, environ: Mapping[str, Any], cors: CORSPolicy | None = None
 ) -> Response | None:
@@ -101,7 +77,7 @@ def check_request(
         answer = cors.preflight(environ)
         if answer.status_code != 204:
             reason = answer.get_data(as_text=True).strip()
-            _note_refusal(hub, environ, answer.status_code, reason, "rejected")
+            note_refusal(hub, environ, answer.status_code, reason, "rejected")
         return answer
     if method != "GET":
         allow = "GET, OPTIONS" if cors is not None else "GET"
@@ -124,26 +100,12 @@ def _accepts_event_stream(accept: str) -> bool:
     return parse_accept_header(accept, MIMEAccept).quality("text/event-stream") > 0
 
 
-def with_cors(
-    response: Response, environ: Mapping[str, Any], cors: CORSPolicy | None
-) -> Response:
-    """*response* with the CORS headers *cors* gives this request (if any)."""
-    if cors is not None:
-        for name, value in cors.headers(environ):
-            if name not in response.headers:
-                response.headers.add(name, value)
-    return response
-
-
 def last_event_id_of(environ: Mapping[str, Any]) -> str | None:
     """The ``Last-Event-ID`` header, else the ``last_event_id`` query parameter
     (for clients that cannot set headers), else ``None``."""
     value = environ.get("HTTP_LAST_EVENT_ID")
     if value is None:
-        query = environ.get("QUERY_STRING", "")
-        if "last_event_id" in query:
-            values = parse_qs(query, keep_blank_values=True).get("last_event_id")
-            value = values[0] if values else None
+        value = query_param(environ, "last_event_id")
     if value is None:
         return None
     # One character more than an ID can have, so that a longer one is still
@@ -154,13 +116,16 @@ def last_event_id_of(environ: Mapping[str, Any]) -> str | None:
 def serve_sse(
     hub: Hub,
     request_or_environ: Request | Mapping[str, Any],
-    client_id: str,
+    client_id: str | None = None,
     *options: ClientOption,
     metadata: Mapping[str, Any] | None = None,
     session_id: str | None = None,
     user_id: str | None = None,
     last_event_id: str | None = _FROM_REQUEST,
     cors: CORSPolicy | None = None,
+    expires_at: datetime | float | None = None,
+    tickets: StreamTickets | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> Response:
     """Open an SSE stream for *client_id* and return it as a WSGI response.
 
@@ -168,34 +133,70 @@ def serve_sse(
     (``serve_sse(hub, environ, cid)(environ, start_response)``) from any other
     framework. The stream starts with a ``connected`` event, resumes from
     ``Last-Event-ID`` when the request has one, and ends when the client goes
-    away, the client is unregistered, or the hub stops.
+    away, the client is unregistered, the hub stops, or its identity expires.
 
     :param hub: a running :class:`Hub`.
     :param request_or_environ: a werkzeug/Flask request or a WSGI environ.
     :param client_id: the ID broadcast patterns match. Derive it from your own
-        session or auth; never take it from the request as sent.
+        session or auth; never take it from the request as sent. Leave it out
+        with *tickets*: the ticket names the client.
     :param options: :class:`ClientOption` values.
     :param last_event_id: overrides the request's ``Last-Event-ID``.
     :param cors: a :class:`CORSPolicy` to let other origins read the stream; it
         also answers ``OPTIONS`` preflights (call :meth:`CORSPolicy.preflight`
         yourself before authenticating, since a preflight carries no cookies).
+    :param expires_at: when the identity you authenticated expires (an aware
+        datetime or seconds since the epoch): the stream ends then with a
+        short ``retry:`` hint, and the browser comes back through your
+        authentication and resumes; already past: ``401``.
+    :param tickets: authenticate the request by its ``?ticket=`` instead
+        (:class:`StreamTickets`): the stream gets the ticket's client ID and
+        identity expiry; a missing, bad, expired or used ticket gets ``401``.
+    :param rate_limit: a :class:`RateLimit` on how often one source may open a
+        stream (``429`` with ``Retry-After`` beyond it).
     :returns: ``200`` streaming ``text/event-stream``; ``405`` for a method other
         than GET, ``406`` when ``Accept`` excludes ``text/event-stream``, ``403``
-        for an origin *cors* does not allow, ``429`` with ``Retry-After`` when the
-        client ID has ``max_clients_per_id`` streams, ``503`` with ``Retry-After``
-        when the hub is full or was stopped (the worker is shutting down). A hub
-        that never ran starts here. Each refusal is one line of text.
+        for an origin *cors* does not allow, ``429`` with ``Retry-After`` from
+        *rate_limit* or when the client ID has ``max_clients_per_id`` streams,
+        ``401`` for a refused ticket or an expired identity, ``503`` with
+        ``Retry-After`` when the hub is full or was stopped (the worker is
+        shutting down). A hub that never ran starts here. Each refusal is one
+        line of text.
     :raises TypeError: if *hub* is not a :class:`Hub`, *request_or_environ* is
-        neither a request nor a mapping, or *client_id* is not a ``str``.
+        neither a request nor a mapping, *client_id* is not a ``str`` (or is
+        given along with *tickets*), or *tickets*, *rate_limit* or *expires_at*
+        has the wrong type.
     :raises ValueError: if *client_id* is empty.
     """
     environ = _environ_of(hub, request_or_environ, cors)
+    _check_types(client_id, tickets, rate_limit)
+    identity_end = epoch_of("expires_at", expires_at)
     refusal = check_request(hub, environ, cors)
+    if refusal is None:
+        refusal = limit_rate(hub, environ, rate_limit, cors)
     if refusal is not None:
         return refusal
+    if tickets is not None:
+        identity = redeem_ticket(hub, environ, tickets, cors)
+        if isinstance(identity, Response):
+            return identity
+        client_id, identity_end = identity.client_id, earliest(identity_end, identity.expires_at)
+    refusal = check_expiry(hub, environ, identity_end, cors)
+    if refusal is not None:
+        return refusal
+    if client_id is None:  # neither it nor tickets: as Client says of any other non-str
+        raise type_error("client id", "a str", client_id)
     client = make_client(hub, environ, client_id, *options, metadata=metadata,
                          session_id=session_id, user_id=user_id, last_event_id=last_event_id)
-    return open_stream(hub, environ, client, cors)
+    return open_stream(hub, environ, client, cors, expires_at=identity_end)
+
+
+def _check_types(client_id: object, tickets: object, rate_limit: object) -> None:
+    """serve_sse's identity and limit arguments are of the types it takes."""
+    check_type("tickets", tickets, StreamTickets, optional=True)
+    check_type("rate_limit", rate_limit, RateLimit, optional=True)
+    if tickets is not None and client_id is not None:  # (a wrong client_id: Client says so)
+        raise TypeError("pass client_id or tickets, not both: the ticket names the client")
 
 
 def _environ_of(
@@ -235,18 +236,21 @@ def make_client(
 
 
 def open_stream(
-    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None
+    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None,
+    *, expires_at: float | None = None,
 ) -> Response:
     """The last steps: register *client* and answer with its stream, or with
-    the hub's refusal (``429``/``503``) when it has no room."""
-    stream = register(hub, environ, client, cors)
+    the hub's refusal (``429``/``503``) when it has no room. The stream ends
+    at *expires_at* (seconds since the epoch), the identity's expiry, if given."""
+    stream = register(hub, environ, client, cors, expires_at=expires_at)
     if isinstance(stream, Response):
         return stream
     return with_cors(stream_response(stream), environ, cors)
 
 
 def register(
-    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None
+    hub: Hub, environ: Mapping[str, Any], client: Client, cors: CORSPolicy | None,
+    *, expires_at: float | None = None,
 ) -> Stream | Response:
     """Register *client* with *hub* and build its :class:`Stream` (detached by
     the server when it offers to, else holding its thread, said once per process);
@@ -263,7 +267,8 @@ def register(
         hub.counters.add("parked")
         hub.advise_once(*parked_advice(environ, hub.fast_path))
     try:
-        return Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), detach=detach)
+        return Stream(hub, reg, on_abort=guard(environ, hub.write_timeout), detach=detach,
+                      expires_at=expires_at)
     except BaseException:  # e.g. metadata that cannot be sent: do not leak the registration
         hub.unregister(client)
         raise

@@ -301,6 +301,19 @@ class RedisBackplane:
         return client.xadd(self.stream, fields,
                            maxlen=self.maxlen, approximate=True, nomkstream=True)
 
+    def claim_once(self, name: str, ttl: float) -> bool:
+        """Claim *name* for *ttl* seconds: ``SET <stream>:once:<name> 1 NX PX``.
+
+        :returns: ``True`` for the first claim, ``False`` while that one stands.
+        :raises BackplaneUnavailable: if Redis cannot be reached in time.
+        """
+        key = f"{self.stream}:once:{name}"  # beside the stream: one hash slot with a hash tag
+        try:
+            return bool(self._publisher().set(key, b"1", nx=True, px=max(1, round(ttl * 1000))))
+        except (redis.RedisError, OSError, ValueError) as exc:
+            self._lost(exc)
+            raise self._unavailable(exc) from exc
+
     # -- reading ---------------------------------------------------------------
 
     def replay(self, after: str) -> Replay:
@@ -406,6 +419,19 @@ class _Reader:
             self._client = None
         self._check = True
 
+    def _read_checked(self, client: Any, last: StreamKey | None) -> tuple[Info, object]:
+        """The stream's state and the next batch after *last*, atomically (MULTI)."""
+        bp = self._bp
+        pipe = client.pipeline(transaction=True)
+        pipe.xinfo_stream(bp.stream)
+        if last is not None:
+            pipe.xread({bp.stream: format_id(last)}, count=bp.count)
+        info_reply, *rest = pipe.execute(raise_on_error=False)
+        for result in rest:
+            if isinstance(result, Exception):
+                raise result
+        return info_of(info_reply), (rest[0] if rest else None)
+
     def _step(self) -> None:
         """Read once: the stream's state when needed, and the next batch."""
         bp, feed, last = self._bp, self._feed, self._last
@@ -416,17 +442,7 @@ class _Reader:
         info: Info = None
         checked = last is None or self._check
         if checked:
-            # The stream's state and the next batch, atomically (MULTI).
-            pipe = client.pipeline(transaction=True)
-            pipe.xinfo_stream(bp.stream)
-            if last is not None:
-                pipe.xread({bp.stream: format_id(last)}, count=bp.count)
-            info_reply, *rest = pipe.execute(raise_on_error=False)
-            for result in rest:
-                if isinstance(result, Exception):
-                    raise result
-            reply = rest[0] if rest else None
-            info = info_of(info_reply)
+            info, reply = self._read_checked(client, last)
         else:
             assert last is not None
             reply = client.xread({bp.stream: format_id(last)}, count=bp.count,

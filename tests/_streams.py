@@ -34,6 +34,7 @@ class TestLog:
     def __init__(self) -> None:
         self.feed: Feed | None = None
         self.on_replay: Callable[[str], Replay] = lambda after: Replay(reset="unavailable")
+        self.claims: set[str] = set()
 
     def publish(self, pattern: str, body: bytes) -> str:
         raise NotImplementedError("the test writes the log through feed")
@@ -45,6 +46,13 @@ class TestLog:
 
     def replay(self, after: str) -> Replay:
         return self.on_replay(after)
+
+    def claim_once(self, name: str, ttl: float) -> bool:
+        """A claim kept in this log (for the test's lifetime)."""
+        if name in self.claims:
+            return False
+        self.claims.add(name)
+        return True
 
     def stop(self) -> None:
         """The reader stops (nothing runs)."""

@@ -78,10 +78,10 @@ def test_authorize_true_opens_the_stream(hub: Hub) -> None:
     assert hub.stats()["connects"] == 1
 
 
-def test_authorize_must_answer_with_a_bool_or_a_str(hub: Hub) -> None:
+def test_authorize_must_answer_with_a_bool_a_str_or_a_datetime(hub: Hub) -> None:
     app = make_app(hub, authorize=verdict(1))
     app.testing = True  # a programming error propagates instead of becoming a 500
-    with pytest.raises(TypeError, match="authorize must return True, False or a str"):
+    with pytest.raises(TypeError, match="authorize must return True, False, a str or a datetime"):
         app.test_client().get("/events/")
 
 

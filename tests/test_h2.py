@@ -20,7 +20,8 @@ import h2.settings
 import pytest
 
 from sse_kit import Client, Hub
-from sse_kit._client import DEFERRED, DROPPED, ENDED, WRITTEN
+from sse_kit._client import DEFERRED, DROPPED, ENDED, EXPIRED, WRITTEN
+from sse_kit._connection import Expiry
 from sse_kit._h2 import H2Session, RequestHead, StreamTable
 from sse_kit._h2serve import layout_problem
 from sse_kit._h2stream import H2Handover
@@ -136,7 +137,7 @@ def event_serve(handovers: dict[int, H2Handover], ready: threading.Event
 
 
 def open_stream(pool: ThreadPoolExecutor, hub: Hub, *, window: int = 65535,
-                expires: float | None = None) -> tuple[H2Session, Peer, threading.Event,
+                expires: Expiry | None = None) -> tuple[H2Session, Peer, threading.Event,
                                                        Client, int]:
     """A session with one detached event stream of a client registered with *hub*."""
     handovers: dict[int, H2Handover] = {}
@@ -245,7 +246,8 @@ def test_an_idle_stream_gets_keepalives(pool: ThreadPoolExecutor) -> None:
 def test_max_age_ends_the_stream_with_a_retry_hint(pool: ThreadPoolExecutor) -> None:
     hub = Hub(keepalive_interval=60, shutdown_retry=250)
     hub.start()
-    session, peer, closed, _, sid = open_stream(pool, hub, expires=time.monotonic() + 0.5)
+    session, peer, closed, _, sid = open_stream(pool, hub,
+                                                expires=Expiry(time.monotonic() + 0.5, EXPIRED))
     try:
         peer.pump(lambda: sid in peer.ended)
         assert peer.body[sid].endswith(b"retry: 250\n\n") and sid not in peer.reset

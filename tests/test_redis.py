@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 import redis
 
-from sse_kit import Backplane, BackplaneUnavailable, Broadcaster, Hub, InvalidPattern, serve_sse
+from sse_kit import (
+    Backplane,
+    BackplaneUnavailable,
+    Broadcaster,
+    Hub,
+    InvalidPattern,
+    StreamTickets,
+    serve_sse,
+)
+from sse_kit._backplane import ClaimingBackplane
+from sse_kit._commands import AHEAD_MAX_MS
 from sse_kit._wire import encode_fields
 from sse_kit.redis import RedisBackplane
 from tests._decoder import SSEDecoder
@@ -128,6 +138,38 @@ def test_broadcast_while_redis_is_down_raises_backplane_unavailable(server: Redi
     server.start()
     backplane.broadcast_to_pattern("x", "after")  # the pool replaces dead connections
     backplane.close()
+
+
+def test_claim_once_is_first_come_for_every_backplane_and_kept_for_its_ttl(
+    server: RedisServer, admin: redis.Redis
+) -> None:
+    one, other = RedisBackplane(server.url, stream="{app}:sse"), RedisBackplane(server.url,
+                                                                              stream="{app}:sse")
+    assert isinstance(one, ClaimingBackplane)
+    assert one.claim_once("ticket:n1", 30) is True
+    assert other.claim_once("ticket:n1", 30) is False  # another worker or host
+    assert one.claim_once("ticket:n2", 30) is True
+    # Beside the stream's key (one hash slot with a hash tag), and kept no longer than asked.
+    assert 0 < admin.pttl("{app}:sse:once:ticket:n1") <= 30_000
+    one.close()
+    other.close()
+
+
+def test_a_ticket_that_cannot_be_checked_gets_503(server: RedisServer) -> None:
+    tickets = StreamTickets("secret")
+    with Hub(backplane=RedisBackplane(server.url, timeout=0.5)) as hub:
+        ticket = tickets.mint("user:1")
+        server.kill()
+        response = serve_sse(hub, environ(f"/events?ticket={ticket}"), tickets=tickets)
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert response.get_data(as_text=True) == (
+            "the stream ticket cannot be checked now; retry later\n")
+        stats = hub.stats()
+        assert stats["tickets_refused"] == 1 and stats["backplane_errors"] >= 1
+        with pytest.raises(BackplaneUnavailable):
+            tickets.redeem(ticket, backplane=hub.backplane)
+        server.start()
+        assert tickets.redeem(ticket, backplane=hub.backplane).client_id == "user:1"
 
 
 # -- hubs following the stream -----------------------------------------------------
@@ -362,6 +404,52 @@ def test_a_hub_started_while_redis_is_down_catches_up_when_it_comes_back(
     assert [d for _, d in messages(reader, 1)] == ["hello"]
 
 
+def resume_while_stopped(hubs: Callable[..., Hub], server: RedisServer, ahead_ms: int,
+                         ) -> tuple[Hub, Reader, str, Reader, list[Any]]:
+    """A hub that delivered one event to ``x``; then, with Redis stopped, a resume
+    with an ID *ahead_ms* after it. Returns the hub, the first reader, the event's
+    ID, the resumed reader and its first two events (``connected``, ``reset``)."""
+    hub = hubs(bp={"timeout": 0.3, "block": 0.3, "reconnect_max": 0.3})
+    first = Reader(hub, "x")
+    first.next()
+    hub.broadcast_to_pattern("x", "one")
+    ((seen, _),) = messages(first, 1)
+    ahead = f"{int(seen.split('-')[0]) + ahead_ms}-0"
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        again = Reader(hub, "x", last_event_id=ahead)
+        head = [again.next(), again.next()]
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert head[1].event == "reset" and '"reason":"unavailable"' in head[1].data
+    return hub, first, seen, again, head
+
+
+def test_a_resume_redis_cannot_serve_goes_on_after_an_id_another_reader_gave(
+    hubs: Callable[..., Hub], server: RedisServer, admin: redis.Redis,
+) -> None:
+    # Found by the chaos soak: a browser had an event from a worker whose reader was
+    # a few ms ahead, and resumed on this one while Redis was unreachable. Its reset
+    # put it at this hub's older position, so its next resume got that event again.
+    hub, first, seen, again, (connected, _) = resume_while_stopped(hubs, server, 1)
+    ms, seq = (int(part) for part in seen.split("-"))
+    assert connected.id == f"{ms + 1}-0"  # what the client had, not this hub's older position
+    # An entry at or before that ID reaches this hub's reader only now: the client had it.
+    admin.xadd("sse_kit", {"p": "x", "b": b"data: had\n\n"}, id=f"{ms}-{seq + 1}")
+    hub.broadcast_to_pattern("x", "new")
+    assert [d for _, d in messages(first, 2)] == ["had", "new"]
+    assert [d for _, d in messages(again, 1)] == ["new"]
+
+
+def test_a_resume_redis_cannot_serve_distrusts_an_id_far_ahead(
+    hubs: Callable[..., Hub], server: RedisServer,
+) -> None:
+    hub, _, seen, again, (connected, _) = resume_while_stopped(hubs, server, AHEAD_MAX_MS + 1)
+    assert connected.id == seen  # this hub's position
+    hub.broadcast_to_pattern("x", "new")
+    assert [d for _, d in messages(again, 1)] == ["new"]
+
+
 # -- the command line ------------------------------------------------------------------
 
 
@@ -487,6 +575,50 @@ def test_a_publish_after_a_timeout_through_sentinel_is_its_own(
     # Each returned ID holds the event that was published with it.
     assert [stream[i] for i in ids] == [b"data: 1\n\n", b"data: 3\n\n", b"data: 4\n\n"]
     backplane.close()
+
+
+def sentinel_address(sentinel: Any) -> str:
+    """``host:port`` of the (first) Sentinel a redis-py ``Sentinel`` client asks."""
+    options = sentinel.sentinels[0].connection_pool.connection_kwargs
+    return f"{options['host']}:{options['port']}"
+
+
+def test_command_line_publish_through_sentinel(redis_server: Callable[..., RedisServer]) -> None:
+    master, sentinel = watched_master(redis_server)
+    monitor = sentinel_address(sentinel)
+    hub = Hub(backplane=RedisBackplane(master.url, stream="jobs"), keepalive_interval=30).start()
+    try:
+        reader = Reader(hub, "job:7:a")
+        reader.next()
+        result = subprocess.run(
+            [sys.executable, "-m", "sse_kit", "publish", "--sentinel", f"{monitor},{monitor}",
+             "--master", "mymaster", "--stream", "jobs", "job:7:*", "done"],
+            capture_output=True, text=True, check=True,
+        )
+        event = reader.next()
+        assert (event.data, event.id) == ("done", result.stdout.strip())
+        assert f"at master 'mymaster' via Sentinel {monitor}" in result.stderr
+    finally:
+        hub.stop()
+        assert hub.backplane is not None
+        hub.backplane.close()
+
+
+@pytest.mark.parametrize(("spec", "master", "status", "says"), [
+    ("localhost", "mymaster", 2, "--sentinel must be host:port"),
+    ("{monitor}", "nobody", 1, "unreachable"),
+])
+def test_command_line_publish_through_sentinel_fails_clearly(
+    redis_server: Callable[..., RedisServer], spec: str, master: str, status: int, says: str,
+) -> None:
+    _, sentinel = watched_master(redis_server)
+    monitor = sentinel_address(sentinel)
+    result = subprocess.run(
+        [sys.executable, "-m", "sse_kit", "publish", "--sentinel", spec.format(monitor=monitor),
+         "--master", master, "x", "y"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == status and says in result.stderr, result.stderr
 
 
 def test_through_a_cluster_with_a_hash_tagged_key(redis_server: Callable[..., RedisServer]) -> None:

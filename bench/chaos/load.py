@@ -59,6 +59,16 @@ class Slot:
     decoder: ChunkedDecoder | None = None
     parser: Parser | None = None
     paused: bool = False
+    cut_at: float | None = None  # when the server ended or refused its stream, until back
+
+
+@dataclass
+class Outage:
+    """One stream cut by the server side (ended, refused, unreachable) until its next 200."""
+
+    cid: str
+    cut_at: float  # monotonic
+    back_at: float
 
 
 class Load:
@@ -73,6 +83,7 @@ class Load:
         self.churn = True
         self.errors: Counter[str] = Counter()
         self.seen_max: dict[str, int] = {}  # the highest seq received, per publisher
+        self.outages: list[Outage] = []  # appended by the load thread only
         self._running = True
 
     # -- called from other threads (through the command queue) --
@@ -95,7 +106,7 @@ class Load:
         def close() -> None:
             for slot in slots:
                 self._drop(slot)
-                slot.due = float("inf")
+                slot.due, slot.cut_at = float("inf"), None
         self.commands.put(close)
 
     def stop(self) -> None:
@@ -223,6 +234,9 @@ class Load:
         if b"chunked" not in head.lower():
             raise ValueError(f"expected a chunked stream, got {head!r}")
         slot.open, slot.decoder, slot.parser = True, ChunkedDecoder(), Parser()
+        if slot.cut_at is not None:
+            self.outages.append(Outage(slot.cid, slot.cut_at, time.monotonic()))
+            slot.cut_at = None
         if slot.kind in ("normal", "burst"):
             slot.ends_at = time.monotonic() + self.rng.uniform(3.0, 30.0)
         slot.due = float("inf") if slot.kind != "slow" else time.monotonic() + 0.5
@@ -269,4 +283,6 @@ class Load:
     def _reconnect_later(self, slot: Slot) -> None:
         """The stream ended or failed: come back soon, resuming (as a browser would)."""
         self._drop(slot)
+        if slot.cut_at is None:
+            slot.cut_at = time.monotonic()
         slot.due = time.monotonic() + self.rng.uniform(0.1, 1.0)

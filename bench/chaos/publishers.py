@@ -1,4 +1,5 @@
-"""The soak process's own publishers: ``POST /publish``, and a RedisBackplane.
+"""The soak's own publishers: ``POST /publish``, a RedisBackplane in this process,
+and ``python -m sse_kit publish --sentinel`` run as its own process per event.
 
 Each is one thread that publishes ``{"p": name, "s": seq, "ok": k}`` to ``c:*``
 at a fixed rate (``k``: the last seq whose publish succeeded, see
@@ -8,6 +9,8 @@ at a fixed rate (``k``: the last seq whose publish succeeded, see
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -78,5 +81,24 @@ def backplane_publisher(name: str, sentinels: str, rate: float) -> Publisher:
 
     def send(data: str) -> str:
         return backplane.broadcast_many([(PATTERN, data)])[0]
+
+    return Publisher(name, rate, send)
+
+
+def cli_publisher(name: str, sentinels: str, rate: float) -> Publisher:
+    """One ``python -m sse_kit publish`` process per event, through the Sentinels:
+    exit 1 is its documented failure (Redis unreachable), anything else is not."""
+    from sse_kit import BackplaneUnavailable
+
+    def send(data: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "sse_kit", "publish", "--sentinel", sentinels,
+             "--stream", "chaos", "--timeout", "1", PATTERN, data],
+            capture_output=True, text=True, timeout=60)
+        if done.returncode == 1:
+            raise BackplaneUnavailable(done.stderr.strip())
+        if done.returncode != 0:
+            raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-200:]}")
+        return done.stdout.strip()
 
     return Publisher(name, rate, send)

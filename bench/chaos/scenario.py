@@ -7,6 +7,7 @@ schedule; the load thread owns the sockets (:mod:`bench.chaos.load`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,9 +18,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from bench.chaos.ledger import Violation
 from bench.chaos.load import Load, Slot
-from bench.chaos.publishers import Publisher, backplane_publisher, post_publisher
+from bench.chaos.publishers import Publisher, backplane_publisher, cli_publisher, post_publisher
+from bench.chaos.resources import Sampler, Usage, within
 from bench.chaos.system import RedisSet, start_gunicorn, stats_of_every_worker
 from tests._live import GunicornServer, wait_for
 
@@ -28,6 +32,7 @@ SETTLE = 60.0  # seconds allowed for a state to be reached at start and end (a b
 RATE = 2.0  # events per second from each publisher
 # gunicorn log lines a fault explains: the master reporting the worker we SIGKILLed;
 # a worker that SIGHUP is retiring refusing (503) a stream it accepted after its hub stopped.
+AUTORESTART = "Autorestarting worker after current request."  # gunicorn's max_requests line
 EXPLAINED = re.compile(r"Worker \(pid:\d+\) was sent SIGKILL"
                        r"|refused client '[^']*': a new stream on a hub that was stopped")
 # How a publish may fail: the backplane says so, the app answers 503, or the request
@@ -46,6 +51,8 @@ class Plan:
     spacing: float = 3.0  # seconds of plain load before each fault
     mute: int = 3
     slow_share: float = 0.05
+    cycles: int = 1  # at least this many rounds of every fault
+    max_requests: int = 0  # gunicorn --max-requests (0: the max-requests fault is skipped)
 
 
 @dataclass
@@ -67,14 +74,26 @@ class Result:
     seconds: float = 0.0
     load_errors: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)  # what the run found about its gaps
+    server: str = ""  # how gunicorn ran
+    reconnect: dict[str, list[float]] = field(default_factory=dict)  # fault: cut-to-back seconds
+    cut: Counter[str] = field(default_factory=Counter)  # fault: streams it cut
+    settle: dict[str, list[float]] = field(default_factory=dict)  # fault: seconds to bounds
+    baseline: Usage | None = None
+    usage: list[Usage] = field(default_factory=list)
+    autorestarts: int = 0  # workers that reached max_requests, driven or not
+    started: float = 0.0  # monotonic, for the usage plot's time axis
+    faults_at: list[tuple[str, float]] = field(default_factory=list)
 
 
 class Scenario:
-    """``redis=True``: two workers, backplane through Sentinel; else one worker, history only."""
+    """``redis=True``: two workers, backplane through Sentinel; else one worker, history
+    only. ``hooks=True``: ``-k gthread`` with sse_kit's hooks instead of its worker class."""
 
-    def __init__(self, name: str, plan: Plan, where: Path, *, redis: bool) -> None:
-        self.name, self.plan, self.where, self.redis = name, plan, where, redis
+    def __init__(self, name: str, plan: Plan, where: Path, *, redis: bool,
+                 hooks: bool = False) -> None:
+        self.name, self.plan, self.where, self.redis, self.hooks = name, plan, where, redis, hooks
         self.result = Result(name)
+        self.sampler: Sampler | None = None
         self.redis_set: RedisSet | None = None
         self.server: GunicornServer | None = None
         self.publishers: list[Publisher] = []
@@ -83,9 +102,11 @@ class Scenario:
         self._clients_seen: dict[int, tuple[int, int]] = {}  # pid: (hub's clients, mine open)
 
     def faults(self) -> list[str]:
+        driven = ["max-requests"] if self.plan.max_requests else []
         if self.redis:
-            return ["kill-worker", "pause-redis", "burst", "hup-master", "failover"]
-        return ["kill-worker", "burst", "hup-master"]
+            return ["kill-worker", "pause-redis", "burst", "hup-master", "failover", *driven,
+                    "restart-redis"]
+        return ["kill-worker", "burst", "hup-master", *driven]
 
     def run(self) -> Result:
         started = time.monotonic()
@@ -95,7 +116,11 @@ class Scenario:
         finally:
             for publisher in self.publishers:
                 publisher.stop()
+            if self.sampler is not None:
+                self.sampler.stop()
+                self.result.usage = self.sampler.samples
             if self.server is not None:
+                self.result.autorestarts = self.server.log_text().count(AUTORESTART)
                 self.server.close(grace=15)
             if self.redis_set is not None:
                 self.redis_set.close()
@@ -108,8 +133,16 @@ class Scenario:
             self.redis_set = RedisSet(self.where)
             self.redis_set.start()
             sentinels = self.redis_set.addresses
-        server = self.server = start_gunicorn(
-            self.where, workers=2 if self.redis else 1, sentinels=sentinels)
+        workers = 2 if self.redis else 1
+        server = self.server = start_gunicorn(self.where, workers=workers, sentinels=sentinels,
+                                              hooks=self.hooks, max_requests=self.plan.max_requests)
+        self.result.server = (f"gunicorn -w {workers} --threads 16 "
+                              + ("-k gthread -c bench/apps/sse_kit_gunicorn.py" if self.hooks
+                                 else "-k sse_kit.gunicorn.ThreadWorker")
+                              + (f" --max-requests {self.plan.max_requests}"
+                                 if self.plan.max_requests else "")
+                              + (", Redis through Sentinel" if self.redis else ", no Redis"))
+        self.result.started = time.monotonic()
         load = Load(server.host, server.port)
         thread = threading.Thread(target=load.run, name="chaos-load", daemon=True)
         thread.start()
@@ -132,16 +165,22 @@ class Scenario:
         self.publishers = [post_publisher("post", server.url, RATE).start()]
         if sentinels:
             self.publishers.append(backplane_publisher("redis", sentinels, RATE).start())
+            # `python -m sse_kit publish --sentinel`, one process per event: slower.
+            self.publishers.append(cli_publisher("cli", sentinels, RATE / 4).start())
         else:  # no Redis: a second POST publisher stands in for the third source
             self.publishers.append(post_publisher("post-2", server.url, RATE).start())
         self._recovered("start", normal, time.monotonic(), SETTLE)
+        sampler = self.sampler = Sampler(
+            server.worker_pids, lambda: sum(s.open for s in load.slots)).start()
+        self.result.baseline = sampler.now()
 
-        began = time.monotonic()
+        began, cycles = time.monotonic(), 0
         while True:
             for fault in self.faults():
                 self._stop.wait(plan.spacing)  # the schedule: plain load between faults
                 self._inject(fault, load, server, normal)
-            if time.monotonic() - began >= plan.seconds:
+            cycles += 1
+            if cycles >= plan.cycles and time.monotonic() - began >= plan.seconds:
                 break
 
         # The end state: no churn, only ordinary readers, then nobody.
@@ -182,11 +221,72 @@ class Scenario:
         elif fault == "failover":
             assert self.redis_set is not None
             self.redis_set.kill_master()
+        elif fault == "max-requests":
+            at = self._drive_to_max_requests(server)  # timed from the worker's retirement
+        elif fault == "restart-redis":
+            assert self.redis_set is not None
+            before, after = self.redis_set.restart_master("chaos")
+            if _id_key(after) < _id_key(before):
+                self.result.violations.append(Violation(
+                    "aof", "redis", f"the restarted master's last entry {after} is older than"
+                    f" {before}, the last before the kill: acknowledged entries lost"))
+        self.result.faults_at.append((fault, at))
         self._recovered(fault, watched, at, RECOVERY_BOUND)
         if fault == "burst":
             load.close(watched[len(normal):])
-        if fault in ("kill-worker", "hup-master"):
+        if fault in ("kill-worker", "hup-master", "max-requests"):
             server.wait_for_workers(timeout=SETTLE)
+        self._settled(fault, at)
+
+    def _drive_to_max_requests(self, server: GunicornServer) -> float:
+        """Send requests (4 keep-alive clients) until a worker logs that it reached
+        ``max_requests``; gunicorn then retires it as it would in production.
+        Returns when the line was seen (monotonic)."""
+        log = server.log_path.open("rb")
+        log.seek(0, os.SEEK_END)  # only what is logged from now on (the log is long)
+        seen = bytearray()
+
+        def retiring() -> bool:
+            seen.extend(log.read())
+            return AUTORESTART.encode() in seen
+        done = threading.Event()
+
+        def hammer() -> None:
+            with httpx.Client(base_url=server.url, timeout=5) as client:
+                while not done.is_set():
+                    with contextlib.suppress(httpx.HTTPError):
+                        client.get("/healthz")
+        threads = [threading.Thread(target=hammer, daemon=True) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            wait_for(retiring, timeout=SETTLE, interval=0.1,
+                     message="a worker to reach max_requests")
+        finally:
+            seen_at = time.monotonic()
+            log.close()
+            done.set()
+            for thread in threads:
+                thread.join(10)
+        return seen_at
+
+    def _settled(self, fault: str, at: float) -> None:
+        """Wait until the workers' memory, threads and descriptors are back within
+        :mod:`bench.chaos.resources`' bounds of the baseline; record how long."""
+        assert self.sampler is not None and self.result.baseline is not None
+        sampler, base, problems = self.sampler, self.result.baseline, []
+
+        def back() -> bool:
+            problems[:] = within(sampler.now(), base, self.plan.streams)
+            return not problems
+        try:
+            wait_for(back, timeout=SETTLE, interval=0.5)
+        except TimeoutError:
+            self.result.violations.append(Violation(
+                "resources", fault, f"not back within bounds {SETTLE:g}s after: "
+                + "; ".join(problems)))
+            return
+        self.result.settle.setdefault(fault, []).append(time.monotonic() - at)
 
     def _recovered(self, fault: str, slots: list[Slot], at: float, bound: float) -> None:
         """Wait until every slot in *slots* received an event after *at*; record how long."""
@@ -240,6 +340,14 @@ class Scenario:
                 result.violations.append(Violation(
                     "publish", publisher.name, f"failed other than documented: {publisher.errors}"))
         result.seen_max = dict(load.seen_max)
+        normal = {s.cid for s in load.slots if s.kind == "normal"}
+        for outage in load.outages:
+            if outage.cid not in normal:  # slow readers the hub cut off; bursts
+                continue
+            fault = next((f for f, at in reversed(result.faults_at) if at <= outage.cut_at),
+                         "before any fault")
+            result.cut[fault] += 1
+            result.reconnect.setdefault(fault, []).append(outage.back_at - outage.cut_at)
         result.violations += load.violations()
         result.load_errors = load.errors
         for slot in load.slots:
@@ -256,3 +364,9 @@ class Scenario:
         for line in self.server.log_text().splitlines():
             if ("Traceback" in line or "[ERROR]" in line) and not EXPLAINED.search(line):
                 result.violations.append(Violation("log", "gunicorn", line.strip()))
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry ID as a sortable pair ("" sorts first)."""
+    ms, _, seq = entry_id.partition("-")
+    return (int(ms), int(seq or 0)) if ms else (-1, -1)

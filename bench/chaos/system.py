@@ -1,8 +1,10 @@
 """The system under test: gunicorn with the chaos app, and Redis behind Sentinel.
 
 All local processes on free ports, in one temporary directory: one Redis
-master, one replica, three Sentinels (quorum 2) watching ``mymaster``; and
-gunicorn ``-k sse_kit.gunicorn.ThreadWorker`` serving ``bench.apps.chaos_app``.
+master, one replica (both with AOF, ``appendfsync everysec``), three Sentinels
+(quorum 2) watching ``mymaster``; and gunicorn serving ``bench.apps.chaos_app``,
+either ``-k sse_kit.gunicorn.ThreadWorker`` or ``-k gthread`` with sse_kit's
+hooks in a config file (``bench/apps/sse_kit_gunicorn.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ MASTER = "mymaster"
 # A SIGSTOP of 3 s must not look like a dead master; a killed one must fail over soon.
 DOWN_AFTER_MS = 5000
 FAILOVER_TIMEOUT_MS = 10000
+AOF = ("--appendonly", "yes", "--appendfsync", "everysec")
+HOOKS = Path(__file__).resolve().parent.parent / "apps" / "sse_kit_gunicorn.py"
 
 
 class RedisSet:
@@ -42,7 +46,7 @@ class RedisSet:
         workdir.mkdir()
         extra = ("--replicaof", "127.0.0.1", str(replica_of)) if replica_of else ()
         node = RedisServer(self.binary, log_path=self.where / f"redis-{port}.log",
-                           workdir=workdir, extra_args=extra, port=port)
+                           workdir=workdir, extra_args=(*AOF, *extra), port=port)
         node.start(timeout=30)
         self.nodes[port] = node
         return node
@@ -107,6 +111,23 @@ class RedisSet:
                  message="the old master to sync as the new one's replica")
         return old, new
 
+    def restart_master(self, stream: str) -> tuple[str, str]:
+        """SIGKILL the master and start it again at once on the same port and data
+        directory, as a master (its AOF kept, quicker than Sentinel's down-after).
+        Returns *stream*'s last entry ID before the kill and after the restart."""
+        port = self.master_port()
+        old = self.nodes[port]
+        before = _last_id(port, stream)
+        old.kill()
+        node = RedisServer(self.binary, log_path=old.log_path, workdir=old.workdir,
+                           extra_args=AOF, port=port)
+        node.start(timeout=30)
+        self.nodes[port] = node
+        after = _last_id(port, stream)
+        wait_for(lambda: self._replicas(port) == 1, timeout=60,
+                 message="the replica to sync again with the restarted master")
+        return before, after
+
     def pause_master(self, seconds: float, wait: Callable[[float], object]) -> int:
         """SIGSTOP the master for *seconds*, then SIGCONT it; ``wait(seconds)`` sleeps."""
         port = self.master_port()
@@ -123,13 +144,30 @@ class RedisSet:
             server.close(grace=5)
 
 
-def start_gunicorn(where: Path, *, workers: int, sentinels: str | None) -> GunicornServer:
+def _last_id(port: int, stream: str) -> str:
+    """*stream*'s last generated entry ID on the node at *port* ("" if it has none)."""
+    client = redis.Redis(port=port, socket_timeout=5, decode_responses=True)
+    try:
+        return str(client.xinfo_stream(stream)["last-generated-id"])
+    except redis.ResponseError:  # no such key
+        return ""
+    finally:
+        client.close()
+
+
+def start_gunicorn(where: Path, *, workers: int, sentinels: str | None, hooks: bool = False,
+                   max_requests: int = 0) -> GunicornServer:
+    """gunicorn with the chaos app: ``-k sse_kit.gunicorn.ThreadWorker``, or with
+    *hooks* ``-k gthread -c bench/apps/sse_kit_gunicorn.py``; ``--max-requests``
+    without jitter when *max_requests*, so the soak can drive a worker to it."""
     env = {"CHAOS_BG_RATE": "2", "CHAOS_STREAM": "chaos"}
     if sentinels:
         env["CHAOS_SENTINELS"] = sentinels
+    extra = ("--max-requests", str(max_requests)) if max_requests else ()
     server = GunicornServer("bench.apps.chaos_app:create_app()", log_path=where / "gunicorn.log",
                             threads=16, workers=workers, graceful_timeout=10, env=env,
-                            worker_class="sse_kit.gunicorn.ThreadWorker")
+                            worker_class="gthread" if hooks else "sse_kit.gunicorn.ThreadWorker",
+                            config=HOOKS if hooks else None, extra_args=extra)
     server.start(timeout=60)
     server.wait_for_workers(timeout=60)
     return server

@@ -7,6 +7,10 @@
  *   stream.onReset((info) => refetchEverything());    // history could not cover a gap
  *   stream.onState((state) => badge.textContent = state);
  *   stream.close();
+ *
+ *   // Stream tickets: a fresh one from your API before every (re)connect.
+ *   SSEKit.connect("/events/", {ticket: () => fetch("/events/ticket")
+ *     .then((r) => r.ok ? r.json() : Promise.reject(r)).then((t) => t.ticket)});
  */
 (function (root, factory) {
   "use strict";
@@ -38,14 +42,16 @@
     }
   }
 
-  /** Add `last_event_id` to `url` (a new EventSource cannot send the header). */
-  function withLastEventId(url, lastEventId) {
+  /** `url` with `last_event_id` (a new EventSource cannot send the header) and,
+   * when given, `ticket` set in its query string. */
+  function streamUrl(url, lastEventId, ticket) {
     const u = new URL(url, typeof location !== "undefined" ? location.href : undefined);
     if (lastEventId) {
       u.searchParams.set("last_event_id", lastEventId);
     } else {
       u.searchParams.delete("last_event_id");
     }
+    if (ticket) u.searchParams.set("ticket", ticket);
     return u.toString();
   }
 
@@ -61,6 +67,11 @@
    *   minRetryDelay (1000) / maxRetryDelay (30000): that back-off, in ms.
    *   lastEventId (""): resume from this event ID (e.g. one kept from an earlier
    *     stream); sent as the last_event_id query parameter.
+   *   ticket (null): a function returning a stream ticket (or a promise of one),
+   *     called before every connect and reconnect: each EventSource is opened with
+   *     ?ticket=<fresh>&last_event_id=<newest seen>, so resuming keeps working
+   *     with single-use tickets. Resolving to null/"" closes the stream (e.g. the
+   *     user logged out); a rejection is retried after the back-off.
    *   EventSource (globalThis.EventSource): the class to use (for tests).
    */
   class Stream {
@@ -72,12 +83,16 @@
           retryOnFailure: true,
           minRetryDelay: 1000,
           maxRetryDelay: 30000,
+          ticket: null,
           EventSource: typeof EventSource !== "undefined" ? EventSource : undefined,
         },
         options || {}
       );
       if (typeof opts.EventSource !== "function") {
         throw new TypeError("SSEKit: this environment has no EventSource");
+      }
+      if (opts.ticket !== null && typeof opts.ticket !== "function") {
+        throw new TypeError("SSEKit: ticket must be a function returning a ticket");
       }
       this.url = url;
       this.options = opts;
@@ -92,7 +107,11 @@
       this.on(CONNECTED, (data) => {
         this.clientId = data && typeof data === "object" ? data.client_id || null : null;
       });
-      this._open(this.lastEventId ? withLastEventId(url, this.lastEventId) : url);
+      if (opts.ticket) {
+        this._connectWithTicket();
+      } else {
+        this._open(this.lastEventId ? streamUrl(url, this.lastEventId) : url);
+      }
     }
 
     /** Call fn(data, event) for every event of `type` ("message" for untyped ones). */
@@ -152,7 +171,15 @@
       };
       source.onerror = () => {
         if (source !== this._source) return;
-        if (source.readyState === 2 /* CLOSED: the browser gave up */) {
+        if (this.options.ticket) {
+          // The browser would come back with the spent ticket: come back with a fresh one
+          // (always after an open stream ends, as the browser would; after a refusal
+          // only with retryOnFailure).
+          const dropped = this.state === OPEN;
+          source.close();
+          this._source = null;
+          this._retryLater(dropped);
+        } else if (source.readyState === 2 /* CLOSED: the browser gave up */) {
           this._source = null;
           this._retryLater();
         } else {
@@ -178,8 +205,8 @@
       });
     }
 
-    _retryLater() {
-      if (!this.options.retryOnFailure) {
+    _retryLater(dropped) {
+      if (!dropped && !this.options.retryOnFailure) {
         this._setState(CLOSED);
         return;
       }
@@ -191,8 +218,37 @@
       this._failures += 1;
       this._retryTimer = setTimeout(() => {
         this._retryTimer = null;
-        this._open(withLastEventId(this.url, this.lastEventId));
+        if (this.options.ticket) {
+          this._connectWithTicket();
+        } else {
+          this._open(streamUrl(this.url, this.lastEventId));
+        }
       }, delay);
+    }
+
+    /** Ask the ticket callback for a fresh ticket, then open the stream with it. */
+    _connectWithTicket() {
+      let pending;
+      try {
+        pending = Promise.resolve(this.options.ticket());
+      } catch (err) {
+        pending = Promise.reject(err);
+      }
+      pending.then(
+        (ticket) => {
+          if (this.state === CLOSED) return; // close() was called meanwhile
+          if (!ticket) {
+            this.close();
+            return;
+          }
+          this._open(streamUrl(this.url, this.lastEventId, String(ticket)));
+        },
+        (err) => {
+          if (this.state === CLOSED) return;
+          console.warn("SSEKit: the ticket callback failed; retrying", err);
+          this._retryLater();
+        }
+      );
     }
 
     _setState(state) {
