@@ -18,7 +18,12 @@ from ._options import check_int, check_str, check_type, value_error
 from ._wire import data_to_text, encode_fields, frame_chunk
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from ._h2stream import H2Sink
     from ._outlet import OwnedSocket
+
+    Sink: TypeAlias = "OwnedSocket | H2Sink"
 
 __all__ = [
     "Client",
@@ -194,7 +199,7 @@ class Client:
         self._waiting = False
         # The detached connection (sse_kit._outlet), once the stream has handed
         # its socket to the hub side; then the outbox stays empty.
-        self._sink: OwnedSocket | None = None
+        self._sink: Sink | None = None
         # Set by the hub on register (_configure), before any frame is offered.
         self._policy: SlowClientPolicy = DROP
         self._max_bytes: int | None = None  # the hub's client_buffer_bytes
@@ -295,7 +300,7 @@ class Client:
         whether the peer may still be there. Set before registering."""
         self._probe = probe
 
-    def _detach_to(self, sink: OwnedSocket) -> None:
+    def _detach_to(self, sink: Sink) -> None:
         """From now on *sink* is this stream's connection: what the outbox holds
         goes first, then every offer is written to it (sse_kit._outlet)."""
         with self._lock:
@@ -429,7 +434,9 @@ def deliver(
         detached stream's tail, dropped, cut); streams already ended are not counted.
     """
     n = len(frames)
-    chunk = b""  # joined and framed once, at the first detached stream (many reach nobody)
+    # Joined (and framed as an HTTP/1.1 chunk) once, at the first detached
+    # stream that needs it (many batches reach nobody).
+    joined = chunk = b""
     now = time.monotonic()  # one clock read per batch: keep-alive timing needs no more
     reached = written = queued = deferred = dropped = cut = 0
     for client in clients:
@@ -441,9 +448,14 @@ def deliver(
                 if client._end is not None:
                     continue
                 reached += 1
-                if not chunk:
-                    chunk = frame_chunk(frames[0] if n == 1 else b"".join(frames))
-                outcome = sink.send(chunk, n, may_cut, now)
+                if not joined:
+                    joined = frames[0] if n == 1 else b"".join(frames)
+                if sink.framed:
+                    if not chunk:
+                        chunk = frame_chunk(joined)
+                    outcome = sink.send(chunk, n, may_cut, now)
+                else:  # an HTTP/2 stream (sse_kit._h2stream): its own framing
+                    outcome = sink.send(joined, n, may_cut, now)
                 if outcome == WRITTEN:
                     written += n
                 elif outcome == DEFERRED:

@@ -38,7 +38,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ._client import COME_BACK, EXPIRED, GONE, IDENTITY_EXPIRED, SLOW, Client
 from ._event import EVENT_TYPE_CONNECTED, ConnectedEvent, encode_reset
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from ._router import _Registration
 
 __all__ = [
-    "DETACH_KEY", "Detach", "Expiry", "Stream", "expiry_of", "note_closed", "note_end",
-    "note_expired",
+    "DETACH_KEY", "Adopter", "Detach", "Expiry", "Stream", "expiry_of", "note_closed",
+    "note_end", "note_expired", "reason_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,26 @@ _AGE_JITTER: Final = 0.1
 # The environ key under which a server adapter offers a stream its Detach.
 DETACH_KEY: Final = "sse_kit.detach"
 
-Detach = Callable[[], "socket.socket | None"]
+class Adopter(Protocol):
+    """What a server adapter may hand a detaching stream instead of a socket:
+    a connection that is not the stream's alone (an HTTP/2 stream,
+    :class:`sse_kit._h2stream.H2Handover`)."""
+
+    def adopt(self, hub: Hub, client: Client, *, expires: Expiry | None, events: int,
+              body_bytes: int, opened: float) -> None:
+        """Make the connection *client*'s writer from now on (see
+        :meth:`sse_kit._outlet.Outlet.adopt`); the adopter ends the stream and
+        unregisters *client* when it is over."""
+
+
+Detach = Callable[[], "socket.socket | Adopter | None"]
 """What a server adapter offers a stream (``environ[DETACH_KEY]``): called once
 the server has written the headers and the first chunk, it returns sse_kit's own
-descriptor of the connection and ends the response on the server's side (which
-then writes nothing more, closes only its own descriptor and counts the request
-as finished); ``None`` when this response cannot be detached (it then goes on
-as usual). Called at most once, from the request's thread."""
+descriptor of the connection (or an :class:`Adopter`) and ends the response on
+the server's side (which then writes nothing more, closes only its own
+descriptor and counts the request as finished); ``None`` when this response
+cannot be detached (it then goes on as usual). Called at most once, from the
+request's thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +205,15 @@ class Stream:
         outlet = None if client.closed else self._hub._outlet()
         if outlet is None:
             return False  # ended, or the hub stopped: end it here, as the server expects
-        sock = detach()
-        if sock is None:
+        taken = detach()
+        if taken is None:
             return False
-        outlet.adopt(
-            client, sock, expires=self._expires, events=self._events, body_bytes=self._bytes,
-            opened=self._opened)
+        if isinstance(taken, socket.socket):
+            outlet.adopt(client, taken, expires=self._expires, events=self._events,
+                         body_bytes=self._bytes, opened=self._opened)
+        else:
+            taken.adopt(self._hub, client, expires=self._expires, events=self._events,
+                        body_bytes=self._bytes, opened=self._opened)
         # The outlet owns the stream now: it logs its end and unregisters it.
         self._released = True
         self._end = "detached"
@@ -287,6 +303,11 @@ def note_end(client_id: str, end: str) -> None:
         log.warning("sse_kit: cut slow client %r; it resumes from history", client_id)
     elif end == GONE:
         log.info("sse_kit: client %r went away", client_id)
+
+
+def reason_text(reason: str) -> str:
+    """An end reason as the closing line says it."""
+    return "client gone" if reason == GONE else reason
 
 
 def note_closed(client_id: str, why: str, opened: float, events: int, body_bytes: int) -> None:

@@ -167,8 +167,13 @@ class _Detaching:
         environ[SERVER_KEY] = "sse_kit.gunicorn"
         if self._threads is not None:
             environ[THREADS_KEY] = self._threads
-        why = _cannot_detach(environ, resp, sock)
-        if why is None and isinstance(sock, socket.socket):
+        # An HTTP/2 stream that sse_kit's worker class serves (sse_kit._h2):
+        # its session takes the stream over.
+        handover = getattr(getattr(resp, "h2_conn", None), "handover", None)
+        why = None if callable(handover) else _cannot_detach(environ, resp, sock)
+        if callable(handover):
+            environ[DETACH_KEY] = partial(handover, resp)
+        elif why is None and isinstance(sock, socket.socket):
             environ[DETACH_KEY] = partial(_detach, resp, sock)
         else:
             environ[PARKED_KEY] = why

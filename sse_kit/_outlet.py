@@ -65,7 +65,7 @@ from ._client import (
     Client,
     SlowClientPolicy,
 )
-from ._connection import Expiry, note_closed, note_end, note_expired
+from ._connection import Expiry, note_closed, note_end, note_expired, reason_text
 from ._socket import peer_open
 from ._wire import LAST_CHUNK, encode_comment, encode_retry, frame_chunk
 
@@ -107,6 +107,9 @@ class OwnedSocket:
         every chunk written or kept in the tail, framing included.
     :param opened: the monotonic time the stream opened.
     """
+
+    # deliver() hands this sink its events framed as one HTTP/1.1 chunk.
+    framed: Final = True
 
     __slots__ = (
         "_outlet", "_policy", "_send", "_sock", "_tail", "_tail_bytes", "_tail_events",
@@ -540,8 +543,4 @@ class Outlet:
         end = client.end_reason or GONE
         note_end(client.id, end)
         self._hub.unregister(client)
-        note_closed(client.id, _reason_text(end), sink.opened, sink.events, sink.body_bytes)
-
-
-def _reason_text(reason: str) -> str:
-    return "client gone" if reason == GONE else reason
+        note_closed(client.id, reason_text(end), sink.opened, sink.events, sink.body_bytes)

@@ -49,6 +49,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -87,6 +88,10 @@ _EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 MIN_THREAD_STACK = 128 * 1024
 # Seconds a leaving worker waits for its hubs to end every stream.
 _STOP_TIMEOUT = 10.0
+# What handle_http2() returns for a connection an sse_kit session took (see
+# sse_kit._h2serve): gunicorn must neither close it nor count it finished;
+# the session does both.
+_TAKEN = object()
 
 
 def find_hubs(app: object) -> list[Hub]:
@@ -168,6 +173,14 @@ class ThreadWorker(_GThreadWorker):  # type: ignore[misc]  # gunicorn ships no t
     """
 
     sse_kit_hubs: list[Hub]
+    #: The HTTP/2 connections this worker's sessions serve (sse_kit._h2);
+    #: changed on the worker's main thread only (through gunicorn's method queue).
+    sse_kit_h2_sessions: set[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sse_kit_h2_sessions = set()
+        self._sse_kit_h2: bool | None = None  # whether HTTP/2 is taken over; decided once
 
     def init_signals(self) -> None:
         """gunicorn's signal handlers, behind one that stops the hubs first."""
@@ -194,13 +207,79 @@ class ThreadWorker(_GThreadWorker):  # type: ignore[misc]  # gunicorn ships no t
                 for hub in self.sse_kit_hubs:
                     hub.stop(timeout=0)
 
+    def handle_http2(self, conn: Any) -> Any:
+        """Serve an HTTP/2 connection's requests concurrently: an sse_kit session
+        takes the connection (see sse_kit._h2serve) and this pool thread returns.
+        Where this gunicorn's layout is not the one sse_kit knows, gunicorn's own
+        handling (one request after another), told once at boot."""
+        if self._takes_http2():
+            from ._h2serve import take_over
+
+            if take_over(self, conn) is not None:
+                return _TAKEN
+        return super().handle_http2(conn)
+
+    def _takes_http2(self) -> bool:
+        if self._sse_kit_h2 is None:
+            self._sse_kit_h2 = _http2_problem() is None
+        return self._sse_kit_h2
+
+    def finish_request(self, *args: Any) -> None:
+        """gunicorn's end of a connection job, except for an HTTP/2 connection an
+        sse_kit session took: that one stays counted until the session closes it.
+        (The job's future comes last: ``(conn, fs)`` since gunicorn 25, ``(fs,)`` before.)"""
+        fs = args[-1]
+        if not fs.cancelled() and fs.exception() is None and fs.result() is _TAKEN:
+            return
+        super().finish_request(*args)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """gunicorn's graceful exit; HTTP/2 sessions refuse new streams and close
+        once theirs have ended (the hubs, stopped first, end the event streams)."""
+        super().handle_exit(sig, frame)
+        for session in list(self.sse_kit_h2_sessions):
+            session.drain()
+
+    def handle_http2_request(self, req: Any, conn: Any, h2_conn: Any) -> Any:
+        """gunicorn's HTTP/2 request handling; when the worker decides to leave
+        (``max_requests``), its hubs stop and its HTTP/2 sessions drain."""
+        try:
+            return super().handle_http2_request(req, conn, h2_conn)
+        finally:
+            if not self.alive:
+                for hub in self.sse_kit_hubs:
+                    hub.stop(timeout=0)
+                for session in list(self.sse_kit_h2_sessions):
+                    session.drain()
+
     def run(self) -> None:
-        """gunicorn's loop; then the hubs end every stream before the process exits."""
+        """gunicorn's loop; then the hubs end every stream, and the HTTP/2
+        sessions close (END_STREAM, GOAWAY), before the process exits."""
         try:
             super().run()
         finally:
+            sessions = list(self.sse_kit_h2_sessions)
+            for session in sessions:
+                session.drain()
             for hub in getattr(self, "sse_kit_hubs", []):
                 hub.stop(timeout=_STOP_TIMEOUT)
+            # gunicorn's count of open connections cannot be relied on to wait
+            # for them (gunicorn 27 counts a TLS connection that fails its
+            # handshake off twice), so the sessions are waited for here.
+            deadline = time.monotonic() + _STOP_TIMEOUT
+            for session in sessions:
+                session.join(max(0.0, deadline - time.monotonic()))
+
+
+def _http2_problem() -> str | None:
+    """Why sse_kit's worker class cannot serve HTTP/2 itself here, or ``None``."""
+    try:
+        import h2.connection  # noqa: F401
+    except ImportError:
+        return "the h2 package is not installed"
+    from ._h2serve import layout_problem
+
+    return layout_problem()
 
 
 def _start(worker: Any, hubs: list[Hub]) -> None:
@@ -212,15 +291,7 @@ def _start(worker: Any, hubs: list[Hub]) -> None:
     worker.sse_kit_hubs = hubs
     cfg = getattr(worker, "cfg", None)
     if _speaks_http2(cfg):
-        for hub in hubs:
-            hub.advise_once(
-                "http2", logging.WARNING,
-                "sse_kit: HTTP/2 is on (http_protocols=%s): gunicorn serves the requests of "
-                "one HTTP/2 connection one after another on one thread, and a browser sends "
-                "all of a page's requests over one connection, so while an EventSource "
-                "stream is open there, the page's other requests wait, and streams hold "
-                "their thread. Fix: terminate HTTP/2 at a proxy and speak HTTP/1.1 to "
-                "gunicorn (docs/deployment.md)", ",".join(_protocols(cfg)))
+        _advise_http2(worker, hubs, ",".join(_protocols(cfg)))
     workers = getattr(cfg, "workers", 1)
     if isinstance(workers, int) and workers > 1 and getattr(worker, "age", 1) == 1:
         for hub in hubs:
@@ -235,6 +306,28 @@ def _start(worker: Any, hubs: list[Hub]) -> None:
 
 
 
+
+
+def _advise_http2(worker: Any, hubs: list[Hub], protocols: str) -> None:
+    """Say once at boot how this worker serves HTTP/2, and the fix if it freezes."""
+    problem = _http2_problem() if isinstance(worker, ThreadWorker) else None
+    if isinstance(worker, ThreadWorker) and problem is None:
+        log.info("sse_kit: HTTP/2 is on (http_protocols=%s): sse_kit.gunicorn.ThreadWorker "
+                 "serves each connection's streams concurrently", protocols)
+        return
+    where = (f"sse_kit.gunicorn.ThreadWorker cannot serve HTTP/2 itself here ({problem}; "
+             f"gunicorn {_gunicorn_version()}), so gunicorn" if problem else "gunicorn")
+    fix = ("terminate HTTP/2 at a proxy and speak HTTP/1.1 to gunicorn" if problem else
+           "gunicorn -k sse_kit.gunicorn.ThreadWorker, or terminate HTTP/2 at a proxy and "
+           "speak HTTP/1.1 to gunicorn")
+    for hub in hubs:
+        hub.advise_once(
+            "http2", logging.WARNING,
+            "sse_kit: HTTP/2 is on (http_protocols=%s): %s serves the requests of one "
+            "HTTP/2 connection one after another on one thread, and a browser sends all of "
+            "a page's requests over one connection, so while an EventSource stream is open "
+            "there, the page's other requests wait, and streams hold their thread. Fix: %s "
+            "(docs/deployment.md)", protocols, where, fix)
 
 
 def post_fork(server: Any, worker: Any) -> None:

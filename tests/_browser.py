@@ -9,6 +9,7 @@ browser that phones home gets its connections refused.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,16 @@ class Browser:
 
     :param profile: an empty directory for the browser profile.
     :param size: the window's width and height in CSS pixels.
+    :param flags: more Chromium flags (e.g. ``--ignore-certificate-errors`` for
+        a server whose certificate the test made).
     """
 
-    def __init__(self, profile: Path, size: tuple[int, int] = (1280, 900)) -> None:
+    def __init__(self, profile: Path, size: tuple[int, int] = (1280, 900),
+                 flags: Sequence[str] = ()) -> None:
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
         for flag in (*_FLAGS, f"--user-data-dir={profile}",
-                     f"--window-size={size[0]},{size[1]}"):
+                     f"--window-size={size[0]},{size[1]}", *flags):
             options.add_argument(flag)
         self.driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         self.driver.set_script_timeout(10)
