@@ -31,6 +31,12 @@ after its first chunk, as on HTTP/1.1: it becomes an
 #   window and queue, so one whose reader stops stalls none of its siblings.
 #   Other threads wake the session thread through the table's mailbox.
 #
+# Floods: the table's FloodGuard (sse_kit._h2guard) counts what the peer sends
+# that carries no request, and the requests it has waiting for the pool; past a
+# limit the table sends GOAWAY (ENHANCE_YOUR_CALM), and this thread logs one
+# WARNING, has it counted (on_flood) and closes the connection. A request whose
+# stream was reset before a pool thread took it is skipped.
+#
 # Shutdown: the worker calls drain(): new streams are refused (REFUSED_STREAM,
 # which a client retries on another connection), the hub ends the event
 # streams (a retry: hint, END_STREAM), ordinary responses finish; then GOAWAY
@@ -85,6 +91,8 @@ class H2Session:
     :param serve: runs a complete request on a pool thread.
     :param submit: hands a job to the pool.
     :param on_close: called once, by the session thread, when the connection is closed.
+    :param on_flood: called by the session thread when it closes the connection
+        as a flood (see sse_kit._h2guard), after its WARNING.
     :param idle_timeout: seconds a connection with no stream open is kept, or ``None``.
     :param stall_timeout: seconds the socket (or an ordinary response's window)
         may take nothing before the connection (or the response) is given up.
@@ -99,6 +107,7 @@ class H2Session:
         serve: Serve,
         submit: Submit,
         on_close: Callable[[H2Session], None],
+        on_flood: Callable[[], None],
         idle_timeout: float | None,
         stall_timeout: float,
         drain_timeout: float,
@@ -108,6 +117,7 @@ class H2Session:
         self._serve = serve
         self._submit = submit
         self._on_close = on_close
+        self._on_flood = on_flood
         self._idle_timeout = idle_timeout
         self._stall_timeout = stall_timeout
         self._drain_timeout = drain_timeout
@@ -230,12 +240,32 @@ class H2Session:
                 sink.peer_gone = True
                 sink.client._finish(GONE)
             if not alive:
+                if self.table.flood is not None:
+                    self._flooded(self.table.flood)
                 self._flush()
                 return False
 
+    def _flooded(self, what: str) -> None:
+        peer = "?"
+        with contextlib.suppress(OSError):
+            peer = str(self._sock.getpeername())
+        log.warning("sse_kit HTTP/2: closed the connection from %s with GOAWAY "
+                    "(ENHANCE_YOUR_CALM): %s (see docs/security.md)", peer, what)
+        self._on_flood()
+        self._goaway_sent = True
+
     def _dispatch(self, head: RequestHead) -> None:
         table, serve = self.table, self._serve
-        if not self._submit(lambda: serve(table, head)):
+
+        def job() -> None:
+            try:
+                if table.is_open(head.stream_id):  # not reset while it waited
+                    serve(table, head)
+            finally:
+                table.job_done()
+
+        if not self._submit(job):
+            table.job_done()
             table.reset_stream(head.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
 
     def _flush(self) -> bool:

@@ -88,6 +88,7 @@ def take_over(worker: Any, conn: Any) -> H2Session | None:
         serve=partial(_serve, worker, _Connection(conn.client, conn.server)),
         submit=partial(_submit, worker),
         on_close=partial(_closed, worker),
+        on_flood=partial(_count_flood, worker),
         idle_timeout=float(cfg.keepalive) or None,
         stall_timeout=float(cfg.timeout or 30),
         drain_timeout=max(1.0, float(cfg.graceful_timeout) - 1.0),
@@ -105,6 +106,12 @@ def _submit(worker: Any, job: Any) -> bool:
     except RuntimeError:  # the pool is shut down: the worker is leaving
         return False
     return True
+
+
+def _count_flood(worker: Any) -> None:
+    """A session closed its connection as a flood: every hub of the worker counts it."""
+    for hub in getattr(worker, "sse_kit_hubs", None) or []:
+        hub.counters.add("h2_floods")
 
 
 def _closed(worker: Any, session: H2Session) -> None:

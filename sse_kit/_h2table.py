@@ -17,8 +17,9 @@ wake-up socket and the event streams posted to it.
 # its end), _streams, _ready, _highest, closed and refusing. Held briefly by the
 # session thread, by pool threads and by the hub thread (which holds the
 # client's lock already: the order is always Client._lock, then _lock, never
-# the reverse). Nothing blocks, waits on a client or touches the socket while
-# holding it; _space (over _lock) is where a pool thread waits for its
+# the reverse). It also guards _guard and _in_flight (the flood limits, see
+# sse_kit._h2guard) and flood. Nothing blocks, waits on a client or touches the
+# socket while holding it; _space (over _lock) is where a pool thread waits for its
 # response's bytes to go out.
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import h2.events
 import h2.exceptions
 
 from ._client import DEFERRED, DROPPED, ENDED, WRITTEN
+from ._h2guard import FloodGuard
 from ._h2stream import H2Handover
 
 if TYPE_CHECKING:
@@ -127,6 +129,9 @@ class StreamTable:
         self._highest = 0  # the highest stream ID the peer opened (for GOAWAY)
         self.closed = False  # nothing more is sent or accepted
         self.refusing = False  # new streams are refused (the connection drains)
+        self._guard = FloodGuard()
+        self._in_flight = 0  # requests handed to the pool whose job has not returned
+        self.flood: str | None = None  # why the connection was closed as a flood
         # The session thread's mailbox (any thread posts; a deque needs no lock).
         self._posted: collections.deque[H2Sink] = collections.deque()
         # _awake: True while a wake-up byte is in the pair or the session thread
@@ -243,6 +248,11 @@ class StreamTable:
                 return
             self._reset(st, h2.errors.ErrorCodes.INTERNAL_ERROR)
         self.wake()
+
+    def job_done(self) -> None:
+        """A request handed to the pool is done with (served, skipped or refused)."""
+        with self._lock:
+            self._in_flight -= 1
 
     def handover(self, response: Any) -> H2Handover | None:
         """For a detaching event stream (``environ[DETACH_KEY]``, see
@@ -379,15 +389,33 @@ class StreamTable:
             try:
                 events = self._h2.receive_data(data)
             except h2.exceptions.ProtocolError as exc:
-                log.info("sse_kit HTTP/2: protocol error from the peer (%s); closing", exc)
-                code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                self.flood = FloodGuard.protocol_error(exc)
+                if self.flood is None:
+                    log.info("sse_kit HTTP/2: protocol error from the peer (%s); closing", exc)
+                code = (h2.errors.ErrorCodes.ENHANCE_YOUR_CALM if self.flood else
+                        getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
                 with contextlib.suppress(h2.exceptions.ProtocolError):
                     self._h2.close_connection(error_code=code)
                 out += self._h2.data_to_send()
                 return False, [], []
             alive = True
+            now = time.monotonic()
             for event in events:
+                self.flood = self._guard.check(event, now)
+                if self.flood is not None:
+                    break
                 alive = self._on_event(event, dispatch, gone) and alive
+            if self.flood is None and dispatch:
+                self._in_flight += len(dispatch)
+                self.flood = FloodGuard.queue(self._in_flight,
+                                              self._h2.local_settings.max_concurrent_streams)
+            if self.flood is not None:
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self._h2.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                              last_stream_id=self._highest)
+                out += self._h2.data_to_send()
+                self.closed = True
+                return False, [], gone
             out += self._h2.data_to_send()
             heads = [RequestHead(st.id, st.headers, b"".join(st.body)) for st in dispatch]
             for st in dispatch:

@@ -7,6 +7,7 @@ serve function writing through the session, as gunicorn's HTTP2Response does.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -42,6 +43,8 @@ class Peer:
         self.ended: set[int] = set()
         self.reset: set[int] = set()
         self.stalled: set[int] = set()  # streams whose data is credited to the connection only
+        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.closed = False
 
     def get(self, path: str) -> int:
         sid = self.conn.get_next_available_stream_id()
@@ -60,6 +63,9 @@ class Peer:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 return False
+            if not data:
+                self.closed = True
+                return True
             for event in self.conn.receive_data(data):
                 if isinstance(event, h2.events.DataReceived):
                     self.body[event.stream_id] += event.data
@@ -72,7 +78,10 @@ class Peer:
                     self.ended.add(event.stream_id)
                 elif isinstance(event, h2.events.StreamReset):
                     self.reset.add(event.stream_id)
-            self.sock.sendall(self.conn.data_to_send())
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    self.goaway = event
+            with contextlib.suppress(OSError):  # the server may have closed already
+                self.sock.sendall(self.conn.data_to_send())
             return until()
 
         wait_for(step, timeout, interval=0, message=lambda: "the peer; bytes per stream: "
@@ -86,7 +95,8 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 
 def session_pair(pool: ThreadPoolExecutor, serve: Callable[[StreamTable, RequestHead], None],
-                 window: int = 65535) -> tuple[H2Session, Peer, threading.Event]:
+                 window: int = 65535, floods: list[int] | None = None
+                 ) -> tuple[H2Session, Peer, threading.Event]:
     server_sock, client_sock = socket.socketpair()
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
                                                                 header_encoding="utf-8"))
@@ -99,8 +109,9 @@ def session_pair(pool: ThreadPoolExecutor, serve: Callable[[StreamTable, Request
         return True
 
     session = H2Session(server_sock, conn, serve=serve, submit=submit,
-                        on_close=lambda s: closed.set(), idle_timeout=None, stall_timeout=10.0,
-                        drain_timeout=5.0)
+                        on_close=lambda s: closed.set(),
+                        on_flood=lambda: (floods if floods is not None else []).append(1),
+                        idle_timeout=None, stall_timeout=10.0, drain_timeout=5.0)
     session.start()
     return session, Peer(client_sock, window), closed
 

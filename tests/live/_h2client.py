@@ -58,6 +58,14 @@ class H2Client:
         self.body[sid] = b""
         return sid
 
+    def open_streams(self, prefix: str, n: int) -> list[int]:
+        """Open *n* event streams (client IDs ``prefix:0``, ...) and wait until
+        each has its ``connected`` event; return their stream IDs."""
+        streams = [self.get(f"/events/?cid={prefix}:{i}", accept="text/event-stream")
+                   for i in range(n)]
+        self.pump(lambda: all(b"event: connected" in self.body[s] for s in streams))
+        return streams
+
     def widen(self, streams: list[int], size: int) -> None:
         """Give each of *streams* *size* more bytes of window (WINDOW_UPDATE)."""
         for sid in streams:
@@ -112,3 +120,9 @@ class H2Client:
     def close(self) -> None:
         """Close the socket."""
         self.sock.close()
+
+    def __enter__(self) -> H2Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
