@@ -129,11 +129,19 @@ class H2Session:
         self._events = EventStreams(self.table)
         self._drain_deadline: float | None = None
         self._goaway_sent = False
+        self._early: tuple[RequestHead | None, bytes] = (None, b"")  # set by start()
         self._thread = threading.Thread(target=self._run, name="sse_kit-h2", daemon=True)
 
-    def start(self) -> None:
-        """Start the session thread; from now on it owns the socket."""
+    def start(self, upgraded: RequestHead | None = None, early: bytes = b"") -> None:
+        """Start the session thread; from now on it owns the socket.
+
+        :param upgraded: after an HTTP/1.1 ``Upgrade: h2c``, the request that
+            asked for it (stream 1, RFC 7540 section 3.2), to serve first.
+        :param early: bytes the peer sent that were read before the session
+            took the socket (frames behind the upgrade request).
+        """
         self._sock.setblocking(False)
+        self._early = (upgraded, early)
         self._thread.start()
 
     def join(self, timeout: float) -> None:
@@ -156,7 +164,11 @@ class H2Session:
         selector.register(self._sock, selectors.EVENT_READ, self)
         writing = False
         try:
-            alive = True
+            upgraded, early = self._early
+            if upgraded is not None:
+                table.open_upgraded(upgraded)
+                self._dispatch(upgraded)
+            alive = not early or self._received(early)
             while alive:
                 for key, mask in selector.select(self._timeout()):
                     if key.data is None:
@@ -231,19 +243,22 @@ class H2Session:
                 return True
             except OSError:
                 return False
-            if not data:
+            if not data or not self._received(data):
                 return False
-            alive, requests, gone = self.table.receive(data, self._outbuf)
-            for head in requests:
-                self._dispatch(head)
-            for sink in gone:
-                sink.peer_gone = True
-                sink.client._finish(GONE)
-            if not alive:
-                if self.table.flood is not None:
-                    self._flooded(self.table.flood)
-                self._flush()
-                return False
+
+    def _received(self, data: bytes) -> bool:
+        """Act on *data* from the peer; False: the connection is over."""
+        alive, requests, gone = self.table.receive(data, self._outbuf)
+        for head in requests:
+            self._dispatch(head)
+        for sink in gone:
+            sink.peer_gone = True
+            sink.client._finish(GONE)
+        if not alive:
+            if self.table.flood is not None:
+                self._flooded(self.table.flood)
+            self._flush()
+        return alive
 
     def _flooded(self, what: str) -> None:
         peer = "?"

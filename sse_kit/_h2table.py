@@ -249,6 +249,15 @@ class StreamTable:
             self._reset(st, h2.errors.ErrorCodes.INTERNAL_ERROR)
         self.wake()
 
+    def open_upgraded(self, head: RequestHead) -> None:
+        """Stream 1 is the request that asked for ``Upgrade: h2c``, complete
+        (h2 opened it, half closed, when the upgrade began); it is dispatched now."""
+        with self._lock:
+            self._streams[head.stream_id] = st = _Stream(head.stream_id, head.headers)
+            st.dispatched = True
+            self._highest = max(self._highest, head.stream_id)
+            self._in_flight += 1
+
     def job_done(self) -> None:
         """A request handed to the pool is done with (served, skipped or refused)."""
         with self._lock:
