@@ -65,6 +65,8 @@ ONLY: dict[str, dict[int, tuple[list[float], set[float]]]] = {
     "sse_kit_hooks": {1000: ([10, 50], {10, 50}), 10000: ([5], {5})},
     "sse_kit_queue": {1000: ([10, 50], {10, 50})},
     "sse_kit_before": {1000: ([10, 50], {10, 50})},
+    "sse_kit_h2": {1000: ([10, 50], {10, 50})},
+    "starlette_h2": {1000: ([10, 50], {10, 50})},
     "sse_kit_redis": {1000: ([10, 50, 100, 200, 400], {10, 50})},
     "sse_kit_slow": {1000: ([50], {50})},
 }
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     default_systems = (["sse_kit", "sse_kit_hooks", "handrolled"] if kind == "smoke" else
                        ["sse_kit", "sse_kit_slow", "sse_kit_hooks", "starlette", "flask_sse",
                         "handrolled", "sse_kit_queue", "sse_kit_before", "sse_kit_redis",
-                        "floor"])
+                        "sse_kit_h2", "starlette_h2", "floor"])
     names = args.systems.split(",") if args.systems else default_systems
     out = args.out or (ROOT / "docs" / "benchmarks.md" if kind == "full" else OUT / f"{kind}.md")
 

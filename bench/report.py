@@ -214,6 +214,29 @@ def targets(steps: list[Step], micro: dict[str, dict[int, float]] | None) -> lis
     return out
 
 
+def targets_15(steps: list[Step]) -> list[str]:
+    """issue 15: event streams over HTTP/2, beside the same rates over HTTP/1.1."""
+    out = ["| step | over HTTP/2 (TLS, 10 connections) | over HTTP/1.1 (plain, one "
+           "connection per stream) | HTTP/2 ÷ HTTP/1.1 |", "|---|---|---|---|"]
+
+    def cell(x: Step) -> str:
+        return (f"{_f(100 * x.delivered_ratio)}% delivered, {x.gaps} gaps, p99 "
+                f"{_f(x.p99_ms)} ms, {_f(x.us_per_delivery)} µs/delivery"
+                + ("" if x.valid else " (invalid: load generator saturated)"))
+
+    for name, h1 in (("sse_kit_h2", "sse_kit"), ("starlette_h2", "starlette")):
+        for rate in (10, 50):
+            s, b = find(steps, name, 1000, rate), find(steps, h1, 1000, rate)
+            if s is None:
+                out.append(f"| {_label(name)}, 1,000 x {rate}/s | not run | - | - |")
+                continue
+            ratio = "-" if b is None else (f"p99 {_f(s.p99_ms / b.p99_ms, 2)}x, CPU "
+                                           f"{_f(s.us_per_delivery / b.us_per_delivery, 2)}x")
+            out.append(f"| {_label(name)}, 1,000 x {rate}/s | {cell(s)} | "
+                       f"{'-' if b is None else cell(b)} | {ratio} |")
+    return out
+
+
 def targets_11(steps: list[Step], failures: list[str]) -> list[str]:
     """issue 11: streams that hold no thread (sse_kit = the ThreadWorker, --threads 8)."""
     out = ["| target | measured | met? |", "|---|---|---|"]
@@ -371,6 +394,18 @@ def write(
         "`os.write` loop.",
         "",
         *targets_11(steps, failures),
+        "",
+        "## HTTP/2 (issue 15)",
+        "",
+        "The same app and worker class served over TLS with `--http-protocols h2,h1`; the "
+        "load generator (`bench/h2client.py`, Python's `h2` over `ssl`) opens 10 "
+        "connections and 100 streams on each, as a browser multiplexes its tabs' streams "
+        "on one connection per origin. Beside it, the same step over plain HTTP/1.1 "
+        "(`bench/client.c`, one connection per stream). The HTTP/2 figures include TLS "
+        "(encryption and framing per DATA frame); the HTTP/1.1 ones have none. sse-starlette "
+        "is served by hypercorn (uvloop), the HTTP/2 server on the registry for it.",
+        "",
+        *targets_15(steps),
         "",
         "## Targets (issue 5)",
         "",

@@ -11,10 +11,10 @@ request waits while the streams are being fed.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.systems import HOST, Server, System
+from bench.systems import HOST, Server, System, connection
 
 PAD = 48  # data bytes after the stamp: events are ~100 bytes on the wire
 CLIENT_CPU_LIMIT = 0.70  # a step whose client used more of its core is invalid
@@ -114,8 +114,8 @@ class Publisher:
     each with its own scheduled time; the server publishes them one by one.
     """
 
-    def __init__(self, port: int) -> None:
-        self.conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    def __init__(self, port: int, tls: bool = False) -> None:
+        self.conn = connection(port, tls, timeout=30)
         self.seq = 0
 
     def run(self, rate: float, seconds: float) -> tuple[int, int, float]:
@@ -153,10 +153,11 @@ class Probe(threading.Thread):
     """GETs ``/ping`` every PROBE_EVERY seconds, each on a new connection, until stopped;
     records each answer's latency (a failed or non-200 answer counts as 5 s)."""
 
-    def __init__(self, port: int, path: str = "/ping") -> None:
+    def __init__(self, port: int, path: str = "/ping", tls: bool = False) -> None:
         super().__init__(daemon=True)
         self.port = port
         self.path = path
+        self.tls = tls
         self.latencies: list[float] = []
         self.answered = 0
         self._done = threading.Event()
@@ -164,7 +165,7 @@ class Probe(threading.Thread):
     def run(self) -> None:
         while not self._done.wait(PROBE_EVERY):
             t0 = time.perf_counter()
-            conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+            conn = connection(self.port, self.tls, timeout=5)
             try:
                 conn.request("GET", self.path)
                 response = conn.getresponse()
@@ -192,11 +193,15 @@ class Probe(threading.Thread):
 class Client:
     """The C load generator, pinned to the other CPU."""
 
-    def __init__(self, binary: Path, port: int, streams: int, cpu: str, stall: int = 0) -> None:
+    def __init__(self, binary: Path, port: int, streams: int, cpu: str, stall: int = 0,
+                 h2_connections: int | None = None) -> None:
+        argv = [str(binary), HOST, str(port), "/events/", str(streams), str(stall)]
+        if h2_connections is not None:  # HTTP/2 over TLS: the Python generator
+            argv = [sys.executable, "-m", "bench.h2client", HOST, str(port), "/events/",
+                    str(streams), str(h2_connections)]
         self.proc = subprocess.Popen(
-            ["taskset", "-c", cpu, str(binary), HOST, str(port), "/events/", str(streams),
-             str(stall)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            ["taskset", "-c", cpu, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True, bufsize=1,
         )  # fmt: skip
         self._lines: list[str] = []
         self._cv = threading.Condition()
@@ -264,7 +269,8 @@ def session(
         server = Server(system, streams, log_dir / f"{system.name}-{streams}.log")
         time.sleep(0.5)
         base = procs.usage(server.pids)
-        client = Client(client_binary, server.port, streams, "1", stall)
+        client = Client(client_binary, server.port, streams, "1", stall,
+                        h2_connections=system.h2_connections)
         ready = client.answer(timeout=max(60.0, streams / 100))
         if ready["failed"]:
             raise RuntimeError(f"{ready['failed']} of {streams} streams failed to open")
@@ -279,7 +285,7 @@ def session(
         progress(f"  {system.name} {streams} streams open in {ready['seconds']:.1f}s,"
                  f" {rss_per_stream:.1f} KiB/stream, {idle.threads} threads"
                  f" ({idle.max_threads} in the worker)")
-        publisher = Publisher(server.port)
+        publisher = Publisher(server.port, tls=system.tls)
         failed = False
         for rate in rates:
             if failed and rate not in must_run:
@@ -290,7 +296,8 @@ def session(
             time.sleep(0.05)
             before = procs.usage(server.pids)
             wall0 = time.monotonic()
-            probe = Probe(server.port, system.probe_path) if system.probe else None
+            probe = (Probe(server.port, system.probe_path, tls=system.tls) if system.probe
+                     else None)
             if probe is not None:
                 probe.start()
             try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -46,6 +48,35 @@ def _gunicorn(worker: str, app: str, port: int, streams: int, conf: str | None,
     return [*argv, app]
 
 
+def certificate() -> tuple[Path, Path]:
+    """A self-signed certificate for HOST and its key (made once, under bench/out)."""
+    out = ROOT / "bench" / "out"
+    cert, key = out / "cert.pem", out / "key.pem"
+    if not cert.exists() or not key.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "30", "-subj", f"/CN={HOST}", "-addext",
+             f"subjectAltName=IP:{HOST}", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True)
+    return cert, key
+
+
+def unverified() -> ssl.SSLContext:
+    """A TLS client context that accepts the bench's self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def connection(port: int, tls: bool, timeout: float) -> http.client.HTTPConnection:
+    """An HTTP/1.1 connection to the system under test (over TLS if it is served so)."""
+    if tls:
+        return http.client.HTTPSConnection(HOST, port, timeout=timeout, context=unverified())
+    return http.client.HTTPConnection(HOST, port, timeout=timeout)
+
+
 @dataclass
 class System:
     """One system under test."""
@@ -60,6 +91,14 @@ class System:
     # A commit of this repository to run instead of this checkout (its own
     # sse_kit and bench apps), extracted with `git archive` under bench/out/.
     commit: str | None = None
+    # Served over TLS with HTTP/2 (ALPN h2): the load generator is bench.h2client,
+    # its streams spread over h2_connections connections; the publisher and the
+    # probe speak HTTP/1.1 over TLS.
+    h2_connections: int | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.h2_connections is not None
 
     @property
     def holds_thread_per_stream(self) -> bool:
@@ -98,6 +137,20 @@ class System:
         if self.name in ("sse_kit_hooks", "sse_kit_queue", "sse_kit_before"):
             return _gunicorn("gthread", sse_kit_app, port, streams,
                              "bench/apps/sse_kit_gunicorn.py", threads)
+        if self.name == "sse_kit_h2":
+            cert, key = certificate()
+            return [*_gunicorn("sse_kit.gunicorn.ThreadWorker", sse_kit_app, port, streams, None,
+                               threads)[:-1],
+                    "--certfile", str(cert), "--keyfile", str(key), "--http-protocols", "h2,h1",
+                    sse_kit_app]
+        if self.name == "starlette_h2":
+            cert, key = certificate()
+            return [
+                sys.executable, "-m", "hypercorn", "bench.apps.starlette_app:app",
+                "--bind", f"{HOST}:{port}", "--worker-class", "uvloop", "--backlog", "4096",
+                "--certfile", str(cert), "--keyfile", str(key), "--log-level", "warning",
+                "--keep-alive", "30",
+            ]  # fmt: skip
         if self.name.startswith("sse_kit"):  # the one-flag form: no config file
             return _gunicorn("sse_kit.gunicorn.ThreadWorker", sse_kit_app, port, streams, None,
                              threads)
@@ -143,6 +196,18 @@ SYSTEMS = {
         ),
         System("handrolled", "hand-rolled Flask queue.Queue (gthread)", ["flask", "gunicorn"]),
         System("floor", "floor: a bare os.write loop, no server around it", []),
+        System(
+            "sse_kit_h2",
+            "sse_kit (ThreadWorker) over HTTP/2 (TLS), 1,000 streams on 10 connections",
+            ["flask", "gunicorn", "sse_kit", "h2"],
+            h2_connections=10,
+        ),
+        System(
+            "starlette_h2",
+            "sse-starlette + hypercorn over HTTP/2 (TLS), 1,000 streams on 10 connections",
+            ["sse_starlette", "hypercorn", "uvloop", "h2"],
+            h2_connections=10,
+        ),
         System(
             "sse_kit_before",
             f"sse_kit before issue 11 ({BASELINE}: gthread + hooks, fast path, a parked "
@@ -223,8 +288,10 @@ class Server:
             return False
 
     def get(self, path: str) -> str | None:
+        scheme = "https" if self.system.tls else "http"
         try:
-            with urllib.request.urlopen(f"http://{HOST}:{self.port}{path}", timeout=5) as r:
+            with urllib.request.urlopen(f"{scheme}://{HOST}:{self.port}{path}", timeout=5,
+                                        context=unverified() if self.system.tls else None) as r:
                 return str(r.read().decode())
         except OSError:
             return None
