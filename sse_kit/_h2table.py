@@ -40,6 +40,7 @@ import h2.exceptions
 
 from ._client import DEFERRED, DROPPED, ENDED, WRITTEN
 from ._h2guard import FloodGuard
+from ._h2queue import ChunkQueue
 from ._h2stream import H2Handover
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class _Stream:
         self.body: list[bytes] = []
         self.body_size = 0
         self.dispatched = False
-        self.pending = bytearray()  # response bytes waiting for window
+        self.pending = ChunkQueue()  # response bytes waiting for window
         self.pending_events = 0  # events among them (an event stream's)
         self.progress = time.monotonic()  # when bytes last went into a DATA frame
         self.end = False  # END_STREAM goes after pending
@@ -195,13 +196,13 @@ class StreamTable:
             st = self._open(stream_id)
             if st is None:
                 return False
-            st.pending += data
+            st.pending.append(bytes(data))  # the caller may reuse a mutable buffer
             st.end = st.end or end_stream
             self._ready[stream_id] = st
         self.wake()
         deadline = time.monotonic() + self._stall_timeout
         with self._space:
-            while len(st.pending) > RESPONSE_BUFFER and not st.reset:
+            while st.pending.size > RESPONSE_BUFFER and not st.reset:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._reset(st, h2.errors.ErrorCodes.CANCEL)
@@ -301,13 +302,13 @@ class StreamTable:
             st = self._streams.get(stream_id)
             if st is None or st.reset or st.end or self.closed:
                 return ENDED
-            waiting = len(st.pending)
+            waiting = st.pending.size
             if waiting and (waiting + len(data) > max_bytes
                             or st.pending_events + events > max_events):
                 return DROPPED
             if not waiting:
                 st.progress = time.monotonic()  # nothing was stuck until now
-            st.pending += data
+            st.pending.append(data)  # the fan-out's own bytes, never copied
             st.pending_events += events
             self._ready[stream_id] = st
         self.wake()
@@ -348,7 +349,7 @@ class StreamTable:
             if cut:
                 self._reset(st, h2.errors.ErrorCodes.CANCEL)
                 return True
-            st.pending += tail
+            st.pending.append(tail)
             st.end = True
             self._ready[st.id] = st
             return False
@@ -360,7 +361,7 @@ class StreamTable:
             st = self._streams.get(stream_id)
             if st is None or st.reset:
                 return None
-            return len(st.pending), st.progress
+            return st.pending.size, st.progress
 
     def _open(self, stream_id: int) -> _Stream | None:
         """The stream, if it may still be written to; called with _lock held."""
@@ -504,16 +505,15 @@ class StreamTable:
     def _frame(self, conn: h2.connection.H2Connection, st: _Stream, out: bytearray,
                now: float) -> None:
         """:meth:`pump` for one stream; called with _lock held."""
-        while st.pending and len(out) < OUT_BUFFER:
+        while st.pending.size and len(out) < OUT_BUFFER:
             size = min(conn.local_flow_control_window(st.id), conn.max_outbound_frame_size,
-                       len(st.pending))
+                       st.pending.size)
             if size <= 0:
                 return
-            conn.send_data(st.id, bytes(st.pending[:size]))
-            del st.pending[:size]
+            conn.send_data(st.id, st.pending.take(size))
             st.progress = now
             out += conn.data_to_send()
-        if st.pending:
+        if st.pending.size:
             return
         st.pending_events = 0
         self._ready.pop(st.id, None)

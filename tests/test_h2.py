@@ -27,6 +27,7 @@ from sse_kit._h2 import H2Session, RequestHead, StreamTable
 from sse_kit._h2serve import layout_problem
 from sse_kit._h2stream import H2Handover
 from tests._live import wait_for
+from tests.test_outlet import allocated_in, fill_until
 
 
 class Peer:
@@ -280,6 +281,44 @@ def test_a_stream_the_peer_resets_unregisters_its_client(pool: ThreadPoolExecuto
         peer.sock.sendall(peer.conn.data_to_send())
         wait_for(lambda: hub.get_client_count() == 0, message="the client unregistered")
         assert client.end_reason == "gone"
+    finally:
+        session.drain()
+        hub.stop()
+    assert closed.wait(10)
+    peer.sock.close()
+
+
+def test_stalled_http2_streams_share_the_fan_outs_chunks_instead_of_copying_them(
+    pool: ThreadPoolExecutor
+) -> None:
+    # Ten event streams on one connection whose reader stopped (100 bytes of
+    # window each), each holding its 64 KiB of events: what the connection's
+    # table allocated for them is a reference per event (and the first DATA
+    # frame's bytes), far under one stream's bytes, because every stream holds
+    # the hub's chunk of each broadcast (as the HTTP/1.1 outlet's tails do).
+    limit = 65536
+    hub = Hub(keepalive_interval=60, slow_client="drop", client_buffer=10_000,
+              client_buffer_bytes=limit, write_timeout=None)
+    hub.start()
+    handovers: dict[int, H2Handover] = {}
+    ready = threading.Event()
+    session, peer, closed = session_pair(pool, event_serve(handovers, ready), window=100)
+    try:
+        sids = [peer.get("/events") for _ in range(10)]
+        wait_for(lambda: len(handovers) == 10, message="ten streams to detach")
+        for sid in sids:
+            client = Client(f"s:{sid}", buffer=10_000)
+            hub.register(client)
+            handovers[sid].adopt(hub, client, expires=None, events=0, body_bytes=0,
+                                 opened=time.monotonic())
+            peer.stalled.add(sid)
+        peer.pump(lambda: all(b"first chunk" in peer.body[s] for s in sids))
+        grown = allocated_in("*/sse_kit/_h2*.py", lambda: fill_until(
+            hub, "s:*", lambda: hub.stats()["dropped"] >= 10 * 20))
+        held = sum(waiting[0] for sid in sids
+                   if (waiting := session.table.waiting(sid)) is not None)
+        assert held > 5 * limit  # the streams' queues are (nearly) full ...
+        assert grown < limit // 4  # ... and the connection copied none of their bytes
     finally:
         session.drain()
         hub.stop()
