@@ -29,9 +29,12 @@ ENHANCE_YOUR_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 HEADERS = [(":method", "GET"), (":path", "/x"), (":scheme", "http"), (":authority", "test")]
 
 
+POOL = 4  # the session's pool threads
+
+
 @pytest.fixture
 def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(4) as executor:
+    with ThreadPoolExecutor(POOL) as executor:
         yield executor
 
 
@@ -120,11 +123,14 @@ def test_a_flood_gets_goaway_enhance_your_calm_and_a_sibling_connection_keeps_wo
 def test_requests_left_waiting_for_the_pool_by_resets_are_a_flood(
     pool: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Every pool thread is held, so each request the peer opens and resets
-    # stays queued: the stream slot is free again, the pool's work is not.
+    # Four requests hold the pool's four threads; then every request the peer
+    # opens and resets stays queued: its stream slot is free again at once,
+    # the pool's work is not.
     release = threading.Event()
+    holding = threading.Semaphore(0)
 
     def held(table: StreamTable, head: RequestHead) -> None:
+        holding.release()
         release.wait(30)
         answer(b"late")(table, head)
 
@@ -133,12 +139,16 @@ def test_requests_left_waiting_for_the_pool_by_resets_are_a_flood(
     limit = QUEUE_FACTOR * 100  # h2's MAX_CONCURRENT_STREAMS: 100
     try:
         with caplog.at_level(logging.WARNING, logger="sse_kit._h2"):
-            for _ in range(limit // 100):
-                sids = [peer.get("/held") for _ in range(100)]
-                for sid in sids:
-                    peer.conn.reset_stream(sid)
-                peer.sock.sendall(peer.conn.data_to_send())
-            assert limit <= RESET_LIMIT  # so that it is the queue that overflows
+            for _ in range(POOL):
+                peer.get("/hold")
+            for _ in range(POOL):
+                assert holding.acquire(timeout=10)
+            for _ in range(limit - POOL):  # opened and reset, one after another
+                sid = peer.conn.get_next_available_stream_id()
+                peer.conn.send_headers(sid, HEADERS, end_stream=True)
+                peer.conn.reset_stream(sid)
+            peer.sock.sendall(peer.conn.data_to_send())
+            assert limit - POOL <= RESET_LIMIT  # so that it is the queue that overflows
             peer.get("/one-more")
             assert_calmed(peer, closed, floods)
         assert "request flood" in caplog.text

@@ -35,10 +35,10 @@ def test_max_requests_ends_the_streams_cleanly_then_goaway_and_a_new_worker_serv
         assert h2c.goaway is not None and h2c.goaway.error_code == 0
     wait_for(lambda: server.worker_pids() not in ([], [first]), timeout=30,
              message="a new worker")
-    with H2Client(server.host, server.port) as h2c:
+    with h1_client(server) as other, H2Client(server.host, server.port) as h2c:
+        assert other.get("/healthz").status_code == 200  # the new worker has loaded the app
         [stream] = h2c.open_streams("again", 1)
-        with h1_client(server) as other:
-            other.post("/publish", json={"pattern": "again:*", "data": "new worker"})
+        other.post("/publish", json={"pattern": "again:*", "data": "new worker"})
         h2c.pump(lambda: datas(h2c.body[stream]) == ["new worker"])
     assert "Autorestarting worker after current request." in server.log_text()
 
