@@ -35,19 +35,31 @@ class ChunkQueue:
             self.size += len(chunk)
 
     def take(self, size: int) -> bytes | memoryview:
-        """The next *size* bytes (at most :attr:`size`), removed: a view of the
-        first chunk when it holds them all, else joined."""
-        chunks, wanted = self._chunks, size
-        parts: list[memoryview] = []
-        while wanted:
-            view = memoryview(chunks[0])[self._offset:self._offset + wanted]
-            parts.append(view)
-            wanted -= len(view)
-            self._offset += len(view)
-            if self._offset == len(chunks[0]):
-                chunks.popleft()
-                self._offset = 0
+        """The next *size* bytes (at most :attr:`size`), removed: the first
+        chunk itself or a view of it when it holds them all, else joined (one
+        copy, let go once framed)."""
+        # Whole chunks join without a view each: bench/h2queue.py gave 0.82-0.92
+        # us per delivery this way, 1.08-1.13 us with a view per chunk, and
+        # 0.80-0.82 us when every event was copied into one buffer per stream.
+        chunks, offset = self._chunks, self._offset
         self.size -= size
+        first = chunks[0]
+        end = offset + size
+        if end < len(first):
+            self._offset = end
+            return memoryview(first)[offset:end]
+        parts: list[bytes | memoryview] = [memoryview(first)[offset:] if offset else first]
+        chunks.popleft()
+        wanted = end - len(first)
+        while wanted:  # whole chunks, then maybe the head of one
+            chunk = chunks[0]
+            if len(chunk) > wanted:
+                parts.append(memoryview(chunk)[:wanted])
+                self._offset = wanted
+                return b"".join(parts)
+            parts.append(chunks.popleft())
+            wanted -= len(chunk)
+        self._offset = 0
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def clear(self) -> None:
