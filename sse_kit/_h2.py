@@ -31,6 +31,12 @@ after its first chunk, as on HTTP/1.1: it becomes an
 #   window and queue, so one whose reader stops stalls none of its siblings.
 #   Other threads wake the session thread through the table's mailbox.
 #
+# Floods: the table's FloodGuard (sse_kit._h2guard) counts what the peer sends
+# that carries no request, and the requests it has waiting for the pool; past a
+# limit the table sends GOAWAY (ENHANCE_YOUR_CALM), and this thread logs one
+# WARNING, has it counted (on_flood) and closes the connection. A request whose
+# stream was reset before a pool thread took it is skipped.
+#
 # Shutdown: the worker calls drain(): new streams are refused (REFUSED_STREAM,
 # which a client retries on another connection), the hub ends the event
 # streams (a retry: hint, END_STREAM), ordinary responses finish; then GOAWAY
@@ -85,6 +91,8 @@ class H2Session:
     :param serve: runs a complete request on a pool thread.
     :param submit: hands a job to the pool.
     :param on_close: called once, by the session thread, when the connection is closed.
+    :param on_flood: called by the session thread when it closes the connection
+        as a flood (see sse_kit._h2guard), after its WARNING.
     :param idle_timeout: seconds a connection with no stream open is kept, or ``None``.
     :param stall_timeout: seconds the socket (or an ordinary response's window)
         may take nothing before the connection (or the response) is given up.
@@ -99,6 +107,7 @@ class H2Session:
         serve: Serve,
         submit: Submit,
         on_close: Callable[[H2Session], None],
+        on_flood: Callable[[], None],
         idle_timeout: float | None,
         stall_timeout: float,
         drain_timeout: float,
@@ -108,6 +117,7 @@ class H2Session:
         self._serve = serve
         self._submit = submit
         self._on_close = on_close
+        self._on_flood = on_flood
         self._idle_timeout = idle_timeout
         self._stall_timeout = stall_timeout
         self._drain_timeout = drain_timeout
@@ -119,11 +129,19 @@ class H2Session:
         self._events = EventStreams(self.table)
         self._drain_deadline: float | None = None
         self._goaway_sent = False
+        self._early: tuple[RequestHead | None, bytes] = (None, b"")  # set by start()
         self._thread = threading.Thread(target=self._run, name="sse_kit-h2", daemon=True)
 
-    def start(self) -> None:
-        """Start the session thread; from now on it owns the socket."""
+    def start(self, upgraded: RequestHead | None = None, early: bytes = b"") -> None:
+        """Start the session thread; from now on it owns the socket.
+
+        :param upgraded: after an HTTP/1.1 ``Upgrade: h2c``, the request that
+            asked for it (stream 1, RFC 7540 section 3.2), to serve first.
+        :param early: bytes the peer sent that were read before the session
+            took the socket (frames behind the upgrade request).
+        """
         self._sock.setblocking(False)
+        self._early = (upgraded, early)
         self._thread.start()
 
     def join(self, timeout: float) -> None:
@@ -146,7 +164,11 @@ class H2Session:
         selector.register(self._sock, selectors.EVENT_READ, self)
         writing = False
         try:
-            alive = True
+            upgraded, early = self._early
+            if upgraded is not None:
+                table.open_upgraded(upgraded)
+                self._dispatch(upgraded)
+            alive = not early or self._received(early)
             while alive:
                 for key, mask in selector.select(self._timeout()):
                     if key.data is None:
@@ -221,21 +243,44 @@ class H2Session:
                 return True
             except OSError:
                 return False
-            if not data:
+            if not data or not self._received(data):
                 return False
-            alive, requests, gone = self.table.receive(data, self._outbuf)
-            for head in requests:
-                self._dispatch(head)
-            for sink in gone:
-                sink.peer_gone = True
-                sink.client._finish(GONE)
-            if not alive:
-                self._flush()
-                return False
+
+    def _received(self, data: bytes) -> bool:
+        """Act on *data* from the peer; False: the connection is over."""
+        alive, requests, gone = self.table.receive(data, self._outbuf)
+        for head in requests:
+            self._dispatch(head)
+        for sink in gone:
+            sink.peer_gone = True
+            sink.client._finish(GONE)
+        if not alive:
+            if self.table.flood is not None:
+                self._flooded(self.table.flood)
+            self._flush()
+        return alive
+
+    def _flooded(self, what: str) -> None:
+        peer = "?"
+        with contextlib.suppress(OSError):
+            peer = str(self._sock.getpeername())
+        log.warning("sse_kit HTTP/2: closed the connection from %s with GOAWAY "
+                    "(ENHANCE_YOUR_CALM): %s (see docs/security.md)", peer, what)
+        self._on_flood()
+        self._goaway_sent = True
 
     def _dispatch(self, head: RequestHead) -> None:
         table, serve = self.table, self._serve
-        if not self._submit(lambda: serve(table, head)):
+
+        def job() -> None:
+            try:
+                if table.is_open(head.stream_id):  # not reset while it waited
+                    serve(table, head)
+            finally:
+                table.job_done()
+
+        if not self._submit(job):
+            table.job_done()
             table.reset_stream(head.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
 
     def _flush(self) -> bool:

@@ -16,6 +16,13 @@ This relies on gunicorn's layout: ``ThreadWorker.handle_http2(conn)`` and
 ``HTTP2Response`` writing only through ``send_response_headers``,
 ``send_data`` and ``end_stream``. :func:`layout_problem` checks them once; a
 gunicorn that differs keeps its own HTTP/2 handling, with one WARNING.
+
+A cleartext connection upgraded from HTTP/1.1 (``Upgrade: h2c``) is switched by
+:func:`take_over_upgrade` as gunicorn's ``handle_h2c_upgrade`` does (the
+request's body, ``unreader.take_buffered()``, ``negotiation.UPGRADE_101``,
+``http.get_parser(..., http2_connection=True)`` and its ``initiate_upgrade``),
+so that the request that asked for it is served by the session too; where
+those differ, gunicorn upgrades it and serves that first request itself.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any, Final
 
 from ._h2 import H2Session, RequestHead, StreamTable
 
-__all__ = ["layout_problem", "take_over"]
+__all__ = ["layout_problem", "take_over", "take_over_upgrade"]
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +78,12 @@ class _Connection:
         self.sock = None
 
 
-def take_over(worker: Any, conn: Any) -> H2Session | None:
+def take_over(worker: Any, conn: Any, upgraded: RequestHead | None = None,
+              early: bytes = b"") -> H2Session | None:
     """Give gunicorn's HTTP/2 connection *conn* to a new :class:`H2Session`
-    (started); ``None`` if this connection is not in the state sse_kit knows
-    (then gunicorn serves it as usual)."""
+    (started, with :meth:`H2Session.start`'s *upgraded* and *early*); ``None``
+    if this connection is not in the state sse_kit knows (then gunicorn serves
+    it as usual)."""
     import h2.connection
 
     parser = conn.parser
@@ -88,15 +97,41 @@ def take_over(worker: Any, conn: Any) -> H2Session | None:
         serve=partial(_serve, worker, _Connection(conn.client, conn.server)),
         submit=partial(_submit, worker),
         on_close=partial(_closed, worker),
+        on_flood=partial(_count_flood, worker),
         idle_timeout=float(cfg.keepalive) or None,
         stall_timeout=float(cfg.timeout or 30),
         drain_timeout=max(1.0, float(cfg.graceful_timeout) - 1.0),
     )
     worker.method_queue.defer(worker.sse_kit_h2_sessions.add, session)
-    session.start()
+    session.start(upgraded, early)
     if not worker.alive:
         session.drain()
     return session
+
+
+def take_over_upgrade(worker: Any, conn: Any, req: Any, settings: Any) -> H2Session | None:
+    """Switch an HTTP/1.1 connection that asked for ``Upgrade: h2c`` to
+    HTTP/2, as gunicorn's ``handle_h2c_upgrade`` does, and give it to a new
+    :class:`H2Session`, which serves the request that asked (stream 1) on the
+    pool like any other: an event stream among them detaches, and the
+    connection's later requests are not held behind it."""
+    from gunicorn import http, util  # type: ignore[import-untyped]
+    from gunicorn.http2 import negotiation  # type: ignore[import-untyped]
+
+    if not (hasattr(negotiation, "UPGRADE_101") and hasattr(conn.parser, "unreader")
+            and callable(getattr(http, "get_parser", None))):
+        return None
+    body = (req.body.read() or b"") if req.body is not None else b""
+    early = conn.parser.unreader.take_buffered()  # frames behind the request
+    util.write(conn.sock, negotiation.UPGRADE_101)
+    parser = http.get_parser(worker.cfg, conn.sock, conn.client, http2_connection=True)
+    upgraded = parser.initiate_upgrade(settings, req, body)  # stream 1, its SETTINGS sent
+    conn.parser = parser
+    conn.is_http2 = True
+    head = RequestHead(1, list(upgraded.stream.request_headers), body)
+    # take_over() cannot decline this one: its parser is the one just made,
+    # with no request pending.
+    return take_over(worker, conn, head, early or b"")
 
 
 def _submit(worker: Any, job: Any) -> bool:
@@ -105,6 +140,12 @@ def _submit(worker: Any, job: Any) -> bool:
     except RuntimeError:  # the pool is shut down: the worker is leaving
         return False
     return True
+
+
+def _count_flood(worker: Any) -> None:
+    """A session closed its connection as a flood: every hub of the worker counts it."""
+    for hub in getattr(worker, "sse_kit_hubs", None) or []:
+        hub.counters.add("h2_floods")
 
 
 def _closed(worker: Any, session: H2Session) -> None:

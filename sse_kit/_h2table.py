@@ -17,8 +17,9 @@ wake-up socket and the event streams posted to it.
 # its end), _streams, _ready, _highest, closed and refusing. Held briefly by the
 # session thread, by pool threads and by the hub thread (which holds the
 # client's lock already: the order is always Client._lock, then _lock, never
-# the reverse). Nothing blocks, waits on a client or touches the socket while
-# holding it; _space (over _lock) is where a pool thread waits for its
+# the reverse). It also guards _guard and _in_flight (the flood limits, see
+# sse_kit._h2guard) and flood. Nothing blocks, waits on a client or touches the
+# socket while holding it; _space (over _lock) is where a pool thread waits for its
 # response's bytes to go out.
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import h2.events
 import h2.exceptions
 
 from ._client import DEFERRED, DROPPED, ENDED, WRITTEN
+from ._h2guard import FloodGuard
+from ._h2queue import ChunkQueue
 from ._h2stream import H2Handover
 
 if TYPE_CHECKING:
@@ -98,7 +101,7 @@ class _Stream:
         self.body: list[bytes] = []
         self.body_size = 0
         self.dispatched = False
-        self.pending = bytearray()  # response bytes waiting for window
+        self.pending = ChunkQueue()  # response bytes waiting for window
         self.pending_events = 0  # events among them (an event stream's)
         self.progress = time.monotonic()  # when bytes last went into a DATA frame
         self.end = False  # END_STREAM goes after pending
@@ -127,6 +130,9 @@ class StreamTable:
         self._highest = 0  # the highest stream ID the peer opened (for GOAWAY)
         self.closed = False  # nothing more is sent or accepted
         self.refusing = False  # new streams are refused (the connection drains)
+        self._guard = FloodGuard()
+        self._in_flight = 0  # requests handed to the pool whose job has not returned
+        self.flood: str | None = None  # why the connection was closed as a flood
         # The session thread's mailbox (any thread posts; a deque needs no lock).
         self._posted: collections.deque[H2Sink] = collections.deque()
         # _awake: True while a wake-up byte is in the pair or the session thread
@@ -190,13 +196,13 @@ class StreamTable:
             st = self._open(stream_id)
             if st is None:
                 return False
-            st.pending += data
+            st.pending.append(bytes(data))  # the caller may reuse a mutable buffer
             st.end = st.end or end_stream
             self._ready[stream_id] = st
         self.wake()
         deadline = time.monotonic() + self._stall_timeout
         with self._space:
-            while len(st.pending) > RESPONSE_BUFFER and not st.reset:
+            while st.pending.size > RESPONSE_BUFFER and not st.reset:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._reset(st, h2.errors.ErrorCodes.CANCEL)
@@ -244,6 +250,20 @@ class StreamTable:
             self._reset(st, h2.errors.ErrorCodes.INTERNAL_ERROR)
         self.wake()
 
+    def open_upgraded(self, head: RequestHead) -> None:
+        """Stream 1 is the request that asked for ``Upgrade: h2c``, complete
+        (h2 opened it, half closed, when the upgrade began); it is dispatched now."""
+        with self._lock:
+            self._streams[head.stream_id] = st = _Stream(head.stream_id, head.headers)
+            st.dispatched = True
+            self._highest = max(self._highest, head.stream_id)
+            self._in_flight += 1
+
+    def job_done(self) -> None:
+        """A request handed to the pool is done with (served, skipped or refused)."""
+        with self._lock:
+            self._in_flight -= 1
+
     def handover(self, response: Any) -> H2Handover | None:
         """For a detaching event stream (``environ[DETACH_KEY]``, see
         sse_kit._detach): its HTTP/2 stream, once gunicorn's *response* has
@@ -282,13 +302,13 @@ class StreamTable:
             st = self._streams.get(stream_id)
             if st is None or st.reset or st.end or self.closed:
                 return ENDED
-            waiting = len(st.pending)
+            waiting = st.pending.size
             if waiting and (waiting + len(data) > max_bytes
                             or st.pending_events + events > max_events):
                 return DROPPED
             if not waiting:
                 st.progress = time.monotonic()  # nothing was stuck until now
-            st.pending += data
+            st.pending.append(data)  # the fan-out's own bytes, never copied
             st.pending_events += events
             self._ready[stream_id] = st
         self.wake()
@@ -329,7 +349,7 @@ class StreamTable:
             if cut:
                 self._reset(st, h2.errors.ErrorCodes.CANCEL)
                 return True
-            st.pending += tail
+            st.pending.append(tail)
             st.end = True
             self._ready[st.id] = st
             return False
@@ -341,7 +361,7 @@ class StreamTable:
             st = self._streams.get(stream_id)
             if st is None or st.reset:
                 return None
-            return len(st.pending), st.progress
+            return st.pending.size, st.progress
 
     def _open(self, stream_id: int) -> _Stream | None:
         """The stream, if it may still be written to; called with _lock held."""
@@ -379,15 +399,33 @@ class StreamTable:
             try:
                 events = self._h2.receive_data(data)
             except h2.exceptions.ProtocolError as exc:
-                log.info("sse_kit HTTP/2: protocol error from the peer (%s); closing", exc)
-                code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                self.flood = FloodGuard.protocol_error(exc)
+                if self.flood is None:
+                    log.info("sse_kit HTTP/2: protocol error from the peer (%s); closing", exc)
+                code = (h2.errors.ErrorCodes.ENHANCE_YOUR_CALM if self.flood else
+                        getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
                 with contextlib.suppress(h2.exceptions.ProtocolError):
                     self._h2.close_connection(error_code=code)
                 out += self._h2.data_to_send()
                 return False, [], []
             alive = True
+            now = time.monotonic()
             for event in events:
+                self.flood = self._guard.check(event, now)
+                if self.flood is not None:
+                    break
                 alive = self._on_event(event, dispatch, gone) and alive
+            if self.flood is None and dispatch:
+                self._in_flight += len(dispatch)
+                self.flood = FloodGuard.queue(self._in_flight,
+                                              self._h2.local_settings.max_concurrent_streams)
+            if self.flood is not None:
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self._h2.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                              last_stream_id=self._highest)
+                out += self._h2.data_to_send()
+                self.closed = True
+                return False, [], gone
             out += self._h2.data_to_send()
             heads = [RequestHead(st.id, st.headers, b"".join(st.body)) for st in dispatch]
             for st in dispatch:
@@ -467,16 +505,15 @@ class StreamTable:
     def _frame(self, conn: h2.connection.H2Connection, st: _Stream, out: bytearray,
                now: float) -> None:
         """:meth:`pump` for one stream; called with _lock held."""
-        while st.pending and len(out) < OUT_BUFFER:
+        while st.pending.size and len(out) < OUT_BUFFER:
             size = min(conn.local_flow_control_window(st.id), conn.max_outbound_frame_size,
-                       len(st.pending))
+                       st.pending.size)
             if size <= 0:
                 return
-            conn.send_data(st.id, bytes(st.pending[:size]))
-            del st.pending[:size]
+            conn.send_data(st.id, st.pending.take(size))
             st.progress = now
             out += conn.data_to_send()
-        if st.pending:
+        if st.pending.size:
             return
         st.pending_events = 0
         self._ready.pop(st.id, None)

@@ -58,6 +58,9 @@ COUNTERS: Final[Mapping[str, str]] = {
     "backplane_errors": "Failed backplane operations (a publish, a read, a reconnect attempt).",
     "backplane_reconnects": "Times the backplane reader got its connection back after errors.",
     "backplane_gaps": "Times the backplane's log was lost or trimmed under the reader.",
+    "h2_floods": "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for a flood (rapid "
+                 "reset, PING, SETTINGS, empty DATA, CONTINUATION, requests queued), counted "
+                 "by every hub of the worker.",
     "cluster_errors": "Failed roster operations or presence announcements (streams were "
                       "admitted on this worker's own count meanwhile), or unknown control entries.",
 }

@@ -219,6 +219,19 @@ class ThreadWorker(_GThreadWorker):  # type: ignore[misc]  # gunicorn ships no t
                 return _TAKEN
         return super().handle_http2(conn)
 
+    def handle_h2c_upgrade(self, conn: Any, req: Any, settings: Any) -> Any:
+        """An HTTP/1.1 request asking for ``Upgrade: h2c`` (cleartext HTTP/2
+        with ``--http2-cleartext upgrade``): the connection switches to HTTP/2
+        and an sse_kit session serves it from that request on (see
+        sse_kit._h2serve), so an event stream asking for the upgrade detaches
+        like any other."""
+        if self._takes_http2():
+            from ._h2serve import take_over_upgrade
+
+            if take_over_upgrade(self, conn, req, settings) is not None:
+                return _TAKEN
+        return super().handle_h2c_upgrade(conn, req, settings)
+
     def _takes_http2(self) -> bool:
         if self._sse_kit_h2 is None:
             self._sse_kit_h2 = _http2_problem() is None

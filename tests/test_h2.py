@@ -7,6 +7,7 @@ serve function writing through the session, as gunicorn's HTTP2Response does.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -26,6 +27,7 @@ from sse_kit._h2 import H2Session, RequestHead, StreamTable
 from sse_kit._h2serve import layout_problem
 from sse_kit._h2stream import H2Handover
 from tests._live import wait_for
+from tests.test_outlet import allocated_in, fill_until
 
 
 class Peer:
@@ -42,6 +44,8 @@ class Peer:
         self.ended: set[int] = set()
         self.reset: set[int] = set()
         self.stalled: set[int] = set()  # streams whose data is credited to the connection only
+        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.closed = False
 
     def get(self, path: str) -> int:
         sid = self.conn.get_next_available_stream_id()
@@ -60,6 +64,9 @@ class Peer:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 return False
+            if not data:
+                self.closed = True
+                return True
             for event in self.conn.receive_data(data):
                 if isinstance(event, h2.events.DataReceived):
                     self.body[event.stream_id] += event.data
@@ -72,7 +79,10 @@ class Peer:
                     self.ended.add(event.stream_id)
                 elif isinstance(event, h2.events.StreamReset):
                     self.reset.add(event.stream_id)
-            self.sock.sendall(self.conn.data_to_send())
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    self.goaway = event
+            with contextlib.suppress(OSError):  # the server may have closed already
+                self.sock.sendall(self.conn.data_to_send())
             return until()
 
         wait_for(step, timeout, interval=0, message=lambda: "the peer; bytes per stream: "
@@ -86,7 +96,8 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 
 def session_pair(pool: ThreadPoolExecutor, serve: Callable[[StreamTable, RequestHead], None],
-                 window: int = 65535) -> tuple[H2Session, Peer, threading.Event]:
+                 window: int = 65535, floods: list[int] | None = None
+                 ) -> tuple[H2Session, Peer, threading.Event]:
     server_sock, client_sock = socket.socketpair()
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
                                                                 header_encoding="utf-8"))
@@ -99,8 +110,9 @@ def session_pair(pool: ThreadPoolExecutor, serve: Callable[[StreamTable, Request
         return True
 
     session = H2Session(server_sock, conn, serve=serve, submit=submit,
-                        on_close=lambda s: closed.set(), idle_timeout=None, stall_timeout=10.0,
-                        drain_timeout=5.0)
+                        on_close=lambda s: closed.set(),
+                        on_flood=lambda: (floods if floods is not None else []).append(1),
+                        idle_timeout=None, stall_timeout=10.0, drain_timeout=5.0)
     session.start()
     return session, Peer(client_sock, window), closed
 
@@ -269,6 +281,44 @@ def test_a_stream_the_peer_resets_unregisters_its_client(pool: ThreadPoolExecuto
         peer.sock.sendall(peer.conn.data_to_send())
         wait_for(lambda: hub.get_client_count() == 0, message="the client unregistered")
         assert client.end_reason == "gone"
+    finally:
+        session.drain()
+        hub.stop()
+    assert closed.wait(10)
+    peer.sock.close()
+
+
+def test_stalled_http2_streams_share_the_fan_outs_chunks_instead_of_copying_them(
+    pool: ThreadPoolExecutor
+) -> None:
+    # Ten event streams on one connection whose reader stopped (100 bytes of
+    # window each), each holding its 64 KiB of events: what the connection's
+    # table allocated for them is a reference per event (and the first DATA
+    # frame's bytes), far under one stream's bytes, because every stream holds
+    # the hub's chunk of each broadcast (as the HTTP/1.1 outlet's tails do).
+    limit = 65536
+    hub = Hub(keepalive_interval=60, slow_client="drop", client_buffer=10_000,
+              client_buffer_bytes=limit, write_timeout=None)
+    hub.start()
+    handovers: dict[int, H2Handover] = {}
+    ready = threading.Event()
+    session, peer, closed = session_pair(pool, event_serve(handovers, ready), window=100)
+    try:
+        sids = [peer.get("/events") for _ in range(10)]
+        wait_for(lambda: len(handovers) == 10, message="ten streams to detach")
+        for sid in sids:
+            client = Client(f"s:{sid}", buffer=10_000)
+            hub.register(client)
+            handovers[sid].adopt(hub, client, expires=None, events=0, body_bytes=0,
+                                 opened=time.monotonic())
+            peer.stalled.add(sid)
+        peer.pump(lambda: all(b"first chunk" in peer.body[s] for s in sids))
+        grown = allocated_in("*/sse_kit/_h2*.py", lambda: fill_until(
+            hub, "s:*", lambda: hub.stats()["dropped"] >= 10 * 20))
+        held = sum(waiting[0] for sid in sids
+                   if (waiting := session.table.waiting(sid)) is not None)
+        assert held > 5 * limit  # the streams' queues are (nearly) full ...
+        assert grown < limit // 4  # ... and the connection copied none of their bytes
     finally:
         session.drain()
         hub.stop()

@@ -240,6 +240,20 @@ def close_lines(caplog: pytest.LogCaptureFixture, client_id: str) -> list[str]:
             if r.getMessage().startswith(f"sse_kit: client {client_id!r} disconnected (")]
 
 
+def allocated_in(filename: str, action: Callable[[], object]) -> int:
+    """Bytes that code in files matching *filename* allocated, and kept, during *action()*."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        action()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    where = [tracemalloc.Filter(True, filename)]
+    return sum(stat.size_diff for stat in after.filter_traces(where).compare_to(
+        before.filter_traces(where), "filename"))
+
+
 def fill_until(hub: Hub, pattern: str, done: Callable[[], object],
                timeout: float = 30.0) -> list[str]:
     """Broadcast ~1 KiB events to *pattern*, one at a time, until *done()*; return them."""
@@ -549,18 +563,10 @@ def test_stalled_streams_share_the_fan_outs_chunks_instead_of_copying_them(
     for conn in stalled:
         conn.detach()
     sinks = [conn.client._sink for conn in stalled]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot()
-        fill_until(hub, "s:*", lambda: hub.stats()["dropped"] >= 10 * 20)
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
+    grown = allocated_in("*/sse_kit/_outlet.py", lambda: fill_until(
+        hub, "s:*", lambda: hub.stats()["dropped"] >= 10 * 20))
     held = sum(sink.tail_size for sink in sinks if sink is not None)
     assert held > 5 * limit  # the tails are (nearly) full ...
-    outlet_file = tracemalloc.Filter(True, "*/sse_kit/_outlet.py")
-    grown = sum(stat.size_diff for stat in after.filter_traces([outlet_file]).compare_to(
-        before.filter_traces([outlet_file]), "filename"))
     assert grown < limit // 4  # ... and the outlet copied none of their bytes
 
 

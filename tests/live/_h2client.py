@@ -20,9 +20,14 @@ class H2Client:
     """One HTTP/2 connection to ``host:port`` (TLS with ALPN ``h2`` when *tls*).
 
     :param window: the initial stream window this client announces (bytes).
+    :param upgrade: cleartext only: start as HTTP/1.1 with ``GET upgrade``
+        asking ``Upgrade: h2c`` (RFC 7540 section 3.2); its response comes on
+        stream 1. Without it, HTTP/2 from the first byte (TLS with ALPN, or
+        cleartext with prior knowledge).
     """
 
-    def __init__(self, host: str, port: int, *, tls: bool = True, window: int = 65535) -> None:
+    def __init__(self, host: str, port: int, *, tls: bool = True, window: int = 65535,
+                 upgrade: str | None = None) -> None:
         raw = socket.create_connection((host, port), timeout=10)
         if tls:
             ctx = ssl.create_default_context()
@@ -37,15 +42,21 @@ class H2Client:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.conn.local_settings = h2.settings.Settings(
             client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-        self.conn.initiate_connection()
-        self.sock.sendall(self.conn.data_to_send())
         self.body: dict[int, bytes] = {}
+        early = b""
+        if upgrade is None:
+            self.conn.initiate_connection()
+        else:
+            early = self._upgrade(upgrade)
+        self.sock.sendall(self.conn.data_to_send())
         self.status: dict[int, str] = {}
         self.ended: set[int] = set()
         self.reset: dict[int, int] = {}  # stream -> error code
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.closed = False
         self.stalled: set[int] = set()  # streams whose data this client never credits
+        if early:
+            self._receive(early)
 
     def get(self, path: str, *, accept: str = "*/*", headers: tuple[tuple[str, str], ...] = ()
             ) -> int:
@@ -57,6 +68,32 @@ class H2Client:
         self.sock.sendall(self.conn.data_to_send())
         self.body[sid] = b""
         return sid
+
+    def _upgrade(self, path: str) -> bytes:
+        """Ask for h2c on an HTTP/1.1 GET of *path*; return what followed the 101."""
+        settings = self.conn.initiate_upgrade_connection().decode()
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {self.authority}\r\n"
+                          "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                          f"HTTP2-Settings: {settings}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError(f"no answer to the upgrade: {head!r}")
+            head += data
+        head, _, rest = head.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(f"the upgrade was not accepted: {head!r}")
+        self.body[1] = b""
+        return rest
+
+    def open_streams(self, prefix: str, n: int) -> list[int]:
+        """Open *n* event streams (client IDs ``prefix:0``, ...) and wait until
+        each has its ``connected`` event; return their stream IDs."""
+        streams = [self.get(f"/events/?cid={prefix}:{i}", accept="text/event-stream")
+                   for i in range(n)]
+        self.pump(lambda: all(b"event: connected" in self.body[s] for s in streams))
+        return streams
 
     def widen(self, streams: list[int], size: int) -> None:
         """Give each of *streams* *size* more bytes of window (WINDOW_UPDATE)."""
@@ -112,3 +149,9 @@ class H2Client:
     def close(self) -> None:
         """Close the socket."""
         self.sock.close()
+
+    def __enter__(self) -> H2Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

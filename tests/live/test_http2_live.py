@@ -130,9 +130,7 @@ def test_requests_beside_fifty_open_streams_are_answered_at_once(
     h2c = H2Client(server.host, server.port)
     latencies = []
     try:
-        streams = [h2c.get(f"/events/?cid=lat:{i}", accept="text/event-stream")
-                   for i in range(50)]
-        h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in streams))
+        streams = h2c.open_streams("lat", 50)
         with h1_client(server) as other:
             for k in range(100):
                 if k % 5 == 0:
@@ -195,9 +193,7 @@ def test_a_full_hub_refuses_a_stream_over_http2_and_the_connection_lives_on(
     server = serve_h2(gunicorn_server, certificate, SSE_MAX_CLIENTS="2")
     h2c = H2Client(server.host, server.port)
     try:
-        streams = [h2c.get(f"/events/?cid=full:{i}", accept="text/event-stream")
-                   for i in range(2)]
-        h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in streams))
+        streams = h2c.open_streams("full", 2)
         third = h2c.get("/events/?cid=full:2", accept="text/event-stream")
         h2c.pump(lambda: third in h2c.ended)
         assert h2c.status[third] == "503"
@@ -257,9 +253,7 @@ def test_sigterm_ends_every_stream_then_goaway_and_the_master_exits(
     server = serve_h2(gunicorn_server, certificate)
     h2c = H2Client(server.host, server.port)
     try:
-        streams = [h2c.get(f"/events/?cid=term:{i}", accept="text/event-stream")
-                   for i in range(5)]
-        h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in streams))
+        streams = h2c.open_streams("term", 5)
         took = server.terminate(timeout=30)
         h2c.pump(lambda: h2c.goaway is not None or h2c.closed, timeout=10)
     finally:
@@ -278,9 +272,7 @@ def test_cleartext_http2_with_prior_knowledge(gunicorn_server: Start) -> None:
                                          "--http2-cleartext", "both"])
     h2c = H2Client(server.host, server.port, tls=False)
     try:
-        streams = [h2c.get(f"/events/?cid=h2c:{i}", accept="text/event-stream")
-                   for i in range(3)]
-        h2c.pump(lambda: all(b"event: connected" in h2c.body[s] for s in streams))
+        streams = h2c.open_streams("h2c", 3)
         ping = h2c.get("/healthz")
         h2c.pump(lambda: ping in h2c.ended)
         assert h2c.status[ping] == "200" and h2c.body[ping] == b"ok"
