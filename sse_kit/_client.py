@@ -62,6 +62,16 @@ TIMED_OUT: Final = "write_timeout"  # nothing could be written for write_timeout
 COME_BACK: Final = frozenset({SHUTDOWN, EXPIRED, IDENTITY_EXPIRED})
 
 
+# A bound no backlog reaches: a detached stream's byte limit when none is set.
+UNBOUNDED: Final = 1 << 62
+
+
+def overflow(policy: SlowClientPolicy, may_cut: bool) -> int:
+    """What a full outbox or tail does with one more frame: DROPPED under
+    "drop" (or where a cut could not bring the frame back), else CUT."""
+    return DROPPED if policy == DROP or not may_cut else CUT
+
+
 @dataclass(frozen=True, slots=True)
 class ClientLimits:
     """What a client may have waiting to be written, and what happens beyond it
@@ -71,6 +81,11 @@ class ClientLimits:
     max_bytes: int | None
     policy: SlowClientPolicy
     max_event_size: int | None
+
+    @property
+    def byte_bound(self) -> int:
+        """:attr:`max_bytes`, or :data:`UNBOUNDED` where there is none."""
+        return self.max_bytes if self.max_bytes is not None else UNBOUNDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,11 +346,11 @@ class Client:
             len(self._frames) >= self._buffer
             or (self._max_bytes is not None and self._bytes + len(frame) > self._max_bytes)
         ):
-            if self._policy == DROP or not may_cut:
-                return DROPPED
-            self._end = SLOW
-            self._notify()
-            return CUT
+            outcome = overflow(self._policy, may_cut)
+            if outcome == CUT:
+                self._end = SLOW
+                self._notify()
+            return outcome
         self._frames.append(frame)
         self._bytes += len(frame)
         self._notify()

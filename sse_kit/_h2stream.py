@@ -23,16 +23,16 @@ import h2.errors
 
 from ._client import (
     COME_BACK,
-    CUT,
     DEFERRED,
-    DROP,
     DROPPED,
     ENDED,
     GONE,
     SLOW,
     TIMED_OUT,
+    UNBOUNDED,
     WRITTEN,
     Client,
+    overflow,
 )
 from ._connection import Expiry, note_closed, note_end, note_expired, reason_text
 from ._outlet import LINGER, MAX_SWEEP
@@ -74,7 +74,7 @@ class H2Sink:
         self.client = client
         limits = client.limits()
         self._policy = limits.policy
-        self._max_bytes = limits.max_bytes if limits.max_bytes is not None else 1 << 62
+        self._max_bytes = limits.byte_bound
         self._max_events = limits.max_events
         self.expires = expires
         self.events = events
@@ -96,7 +96,7 @@ class H2Sink:
         outcome = self._table.queue_event(self.stream_id, chunk, events, self._max_bytes,
                                             self._max_events)
         if outcome == DROPPED:
-            return DROPPED if self._policy == DROP or not may_cut else CUT
+            return overflow(self._policy, may_cut)
         if outcome == ENDED:
             self.peer_gone = True
             return ENDED
@@ -108,7 +108,7 @@ class H2Sink:
         """Take over what the client's outbox held when it detached, in order."""
         if frames:
             chunk = b"".join(frames)
-            if self._table.queue_event(self.stream_id, chunk, 0, 1 << 62, 1 << 62) != ENDED:
+            if self._table.queue_event(self.stream_id, chunk, 0, UNBOUNDED, UNBOUNDED) != ENDED:
                 self.events += len(frames)
                 self.body_bytes += len(chunk)
 

@@ -53,10 +53,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._client import (
     COME_BACK,
-    CUT,
     DEFERRED,
-    DROP,
-    DROPPED,
     ENDED,
     GONE,
     SHUTDOWN,
@@ -64,6 +61,7 @@ from ._client import (
     WRITTEN,
     Client,
     SlowClientPolicy,
+    overflow,
 )
 from ._connection import Expiry, note_closed, note_end, note_expired, reason_text
 from ._socket import peer_open
@@ -137,7 +135,7 @@ class OwnedSocket:
         limits = client.limits()
         self._policy: SlowClientPolicy = limits.policy
         # No byte limit given (a hub always gives one): the tail is bounded by events.
-        self.max_bytes = limits.max_bytes if limits.max_bytes is not None else 1 << 62
+        self.max_bytes = limits.byte_bound
         self.max_events = limits.max_events
         # The tail: framed chunks the kernel has not taken yet, oldest first,
         # the first one possibly a view of what is left of it. The chunks are
@@ -179,7 +177,7 @@ class OwnedSocket:
             if self._tail_bytes + len(chunk) > self.max_bytes or (
                 self._tail_events + events > self.max_events
             ):
-                return DROPPED if self._policy == DROP or not may_cut else CUT
+                return overflow(self._policy, may_cut)
             tail.append(chunk)
             self._tail_bytes += len(chunk)
             self._tail_events += events
