@@ -21,6 +21,7 @@ import pytest
 
 from tests._browser import Browser, missing_browser
 from tests._live import GunicornServer, RedisServer, ServerProcess, find_redis_server
+from tests._sseclient import SSEClient
 
 if TYPE_CHECKING:
     from sse_kit import Hub
@@ -184,3 +185,12 @@ def redis_hubs(server: RedisServer) -> Iterator[Callable[..., Hub]]:
         hub.stop()
         assert hub.backplane is not None
         hub.backplane.close()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[SSEClient]]:
+    """Every SSE client a test opened; all closed at the end."""
+    opened: list[SSEClient] = []
+    yield opened
+    for client in opened:
+        client.close()

@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -28,15 +28,6 @@ TTL = 2.0  # presence_ttl of every worker here: a killed worker lapses this long
 # Generous: on a busy 2-core machine a worker may beat late; what must hold is
 # that the slot comes back, not how fast.
 LAPSE_DEADLINE = 30.0
-
-
-@pytest.fixture
-def clients() -> Iterator[list[SSEClient]]:
-    """Every SSE client a test opened; all closed at the end."""
-    opened: list[SSEClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 @pytest.fixture

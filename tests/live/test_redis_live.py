@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,15 +27,6 @@ StartGunicorn = Callable[..., GunicornServer]
 @pytest.fixture
 def server(redis_server: Callable[[], RedisServer]) -> RedisServer:
     return redis_server()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[SSEClient]]:
-    """Every SSE client a test opened; all closed at the end."""
-    opened: list[SSEClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 def readers(server: RedisServer) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,15 +23,6 @@ pytestmark = [pytest.mark.live]
 
 APP = "tests.live.ticket_app:create_app()"
 Start = Callable[..., GunicornServer]
-
-
-@pytest.fixture
-def clients() -> Iterator[list[SSEClient]]:
-    """Every SSE client a test opened; all closed at the end."""
-    opened: list[SSEClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 def serve(gunicorn_server: Start, *, workers: int = 1, **env: str) -> GunicornServer:
