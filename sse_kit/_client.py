@@ -84,7 +84,7 @@ class ClientLimits:
 
     @property
     def byte_bound(self) -> int:
-        """:attr:`max_bytes`, or :data:`UNBOUNDED` where there is none."""
+        """``max_bytes``, or a bound no backlog reaches (``1 << 62``) where there is none."""
         return self.max_bytes if self.max_bytes is not None else UNBOUNDED
 
 
